@@ -1,0 +1,271 @@
+//! `epsvae`: reconstruct images with ε-VAE, inspect and quantise weight files, initialise weights.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Parser, Subcommand};
+
+use epsvae::backend::{self, Backend};
+use epsvae::image::{Planar, psnr, ssim};
+use epsvae::model::macs;
+use epsvae::weights::{self, Provenance, Storage};
+use epsvae::{Autoencoder, ModelConfig, Part, pipeline};
+
+const DEFAULT_WEIGHTS: &str = "weights/epsvae-small.safetensors";
+
+#[derive(Parser)]
+#[command(name = "epsvae", version, about = "ε-VAE: an image autoencoder whose decoder denoises noise into the image in 1–3 steps")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Encode an image to the latent and decode it back by denoising, printing timings per stage.
+    Reconstruct {
+        /// Input image: any format the `image` crate reads (PNG, JPEG, WebP, GIF, BMP).
+        input: PathBuf,
+        /// Output image; the format follows the extension (PNG recommended).
+        output: PathBuf,
+        /// Euler steps of the decoder (the paper uses 1–3).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Seed of the starting noise: the same seed gives the same image on every backend.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Resize the input to WIDTHxHEIGHT first (Lanczos3). Without it the image keeps its size;
+        /// sizes that are not multiples of f (16) are mirror-padded for the model and cropped back.
+        #[arg(long, value_parser = parse_size)]
+        size: Option<(usize, usize)>,
+        /// flex (CPU) or wgpu (GPU; lavapipe when there is no GPU).
+        #[arg(long, default_value = "flex")]
+        backend: Backend,
+        /// Weight file (safetensors with an epsvae header).
+        #[arg(long, default_value = DEFAULT_WEIGHTS)]
+        weights: PathBuf,
+        /// Write every step's noisy state x_t and clean estimate x̂0 as PNGs into this folder.
+        #[arg(long)]
+        frames: Option<PathBuf>,
+        /// Also decode with the VAE baseline into this file (needs a weight file with a baseline).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    /// Print a weight file's config, parameter counts, cost per step, storage, size and SHA-256.
+    Inspect {
+        weights: PathBuf,
+        /// Image side at which multiply-accumulates are counted.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+    },
+    /// Re-store a weight file as int8 (per-output-channel symmetric) or f16.
+    Quantize {
+        input: PathBuf,
+        output: PathBuf,
+        /// Target storage: int8 or f16 (or f32).
+        #[arg(long)]
+        to: Storage,
+    },
+    /// Write the SHA-256 manifest (manifest.json) of the weight files in a folder.
+    Manifest {
+        #[arg(default_value = "weights")]
+        dir: PathBuf,
+    },
+    /// Write freshly initialised (untrained) weights for a preset, from a fixed seed.
+    Init {
+        output: PathBuf,
+        /// Preset: lite, small or tiny.
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Parts to include besides the encoder: decoder, baseline or both.
+        #[arg(long, value_delimiter = ',', default_value = "decoder,baseline")]
+        parts: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "f32")]
+        storage: Storage,
+    },
+}
+
+fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("size {s:?} is not WIDTHxHEIGHT, e.g. 256x256"))?;
+    let p = |v: &str| v.parse::<usize>().ok().filter(|n| (1..=8192).contains(n));
+    match (p(w), p(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("size {s:?}: width and height must be integers in 1..=8192")),
+    }
+}
+
+fn read_weights(path: &Path, device: &Device) -> Result<(weights::Header, Autoencoder, usize)> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!("reading weights {}\n---> HINT: run `epsvae init {}` for untrained weights, or pass --weights", path.display(), path.display())
+    })?;
+    let (header, model) = weights::load(&bytes, device).with_context(|| format!("loading weights {}", path.display()))?;
+    Ok((header, model, bytes.len()))
+}
+
+fn ms(t: Instant) -> String {
+    format!("{:.1} ms", t.elapsed().as_secs_f64() * 1e3)
+}
+
+fn save(p: &Planar, path: &Path) -> Result<()> {
+    p.to_rgba_image().save(path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline } => {
+            if !(1..=100).contains(&steps) {
+                bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
+            }
+            let t0 = Instant::now();
+            let device = backend::device(backend).map_err(anyhow::Error::msg)?;
+            eprintln!("device ({backend}): {}", ms(t0));
+            let t = Instant::now();
+            let (header, model, nbytes) = read_weights(&weights, &device)?;
+            let cfg = &header.config;
+            eprintln!("load {} ({} bytes, {}, {}): {}", weights.display(), nbytes, cfg.preset, header.storage, ms(t));
+            if header.provenance.origin != "trained" {
+                eprintln!("note: these weights are {} (not trained); the output will not resemble the input", header.provenance.origin);
+            }
+            let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let mut img = Planar::decode(&bytes).with_context(|| format!("decoding {}", input.display()))?;
+            if let Some((w, h)) = size {
+                img = img.resize(w, h);
+            }
+            let t = Instant::now();
+            let latent = pipeline::encode(&model, cfg, &img, &device);
+            let [_, nz, lh, lw] = latent.z.dims();
+            let _ = latent.z.clone().into_data(); // wait for the work, so the timing is honest
+            eprintln!("encode {}x{} -> latent {nz}x{lh}x{lw}: {}", img.width, img.height, ms(t));
+            if let Some(dir) = &frames {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let mut last = Instant::now();
+            let mut err = None;
+            let out = pipeline::decode(&model, cfg, &latent, steps, seed, |f| {
+                let x0 = Planar::from_tensor(f.x0_hat.clone()).crop(img.width, img.height);
+                eprintln!("step {}/{steps} t {:.4} -> {:.4}: {}", f.index + 1, f.t, f.t_next, ms(last));
+                if let Some(dir) = &frames {
+                    // x_t is shown divided by its analytic scale so it stays in range.
+                    let xt = Planar::from_tensor(f.x_t.clone() / 2.0).crop(img.width, img.height);
+                    for (name, p) in [("xt", &xt), ("x0hat", &x0)] {
+                        if let Err(e) = save(p, &dir.join(format!("step{}_{name}.png", f.index + 1))) {
+                            err.get_or_insert(e);
+                        }
+                    }
+                }
+                last = Instant::now();
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+            let rec = pipeline::to_image(out, &latent);
+            save(&rec, &output)?;
+            eprintln!("wrote {} (PSNR {:.2} dB, SSIM {:.4} against the input)", output.display(), psnr(&img, &rec), ssim(&img, &rec));
+            if let Some(path) = baseline {
+                if model.baseline.is_none() {
+                    bail!("{} has no baseline decoder; parts are {:?}", weights.display(), header.part_list());
+                }
+                let t = Instant::now();
+                let b = pipeline::to_image(pipeline::decode_baseline(&model, &latent), &latent);
+                save(&b, &path)?;
+                eprintln!("baseline decode: {} -> {} (PSNR {:.2} dB, SSIM {:.4})", ms(t), path.display(), psnr(&img, &b), ssim(&img, &b));
+            }
+            eprintln!("total: {}", ms(t0));
+        }
+        Cmd::Inspect { weights: path, size } => {
+            let device = Device::flex();
+            let (header, model, nbytes) = read_weights(&path, &device)?;
+            let bytes = std::fs::read(&path)?;
+            let cfg = &header.config;
+            println!("file        {}", path.display());
+            for (k, v) in weights::describe(&header) {
+                println!("{k:<11} {v}");
+            }
+            println!("bytes       {nbytes}");
+            println!("sha256      {}", weights::sha256_hex(&bytes));
+            println!("f, n_z      {}, {} (compression {}:1 of 8-bit RGB to f32 latent values)", cfg.downsample_factor(), cfg.encoder.latent_channels,
+                3 * cfg.downsample_factor().pow(2) / cfg.encoder.latent_channels);
+            print_costs(&model, cfg, size, &device);
+            println!("config      {}", serde_json::to_string(cfg)?);
+            println!("provenance  {}", serde_json::to_string(&header.provenance)?);
+        }
+        Cmd::Quantize { input, output, to } => {
+            let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let (header, tensors) = weights::read(&bytes).with_context(|| format!("reading {}", input.display()))?;
+            if header.storage != Storage::F32 {
+                eprintln!("note: {} is already {}; re-quantising compounds the error", input.display(), header.storage);
+            }
+            let model = Autoencoder::new(&header.config, &header.part_list(), &Device::flex());
+            let params: Vec<_> = weights::param_shapes(&model)
+                .into_iter()
+                .map(|(name, shape)| {
+                    let (_, v) = tensors[&name].clone();
+                    (name, shape, v)
+                })
+                .collect();
+            let out = weights::encode(&params, &header.config, &header.provenance, to);
+            std::fs::write(&output, &out).with_context(|| format!("writing {}", output.display()))?;
+            println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
+        }
+        Cmd::Manifest { dir } => {
+            let m = weights::manifest(&dir).map_err(anyhow::Error::msg)?;
+            let path = dir.join("manifest.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&m)? + "\n")?;
+            for e in &m {
+                println!("{}  {:>9} bytes  {}", e.sha256, e.bytes, e.file);
+            }
+            println!("wrote {}", path.display());
+        }
+        Cmd::Init { output, preset, parts, seed, storage } => {
+            let cfg = ModelConfig::preset(&preset)
+                .with_context(|| format!("preset {preset:?} is not one of {:?}", ModelConfig::PRESETS))?;
+            let mut list = vec![Part::Encoder];
+            for p in &parts {
+                list.push(match p.as_str() {
+                    "decoder" => Part::Decoder,
+                    "baseline" => Part::Baseline,
+                    _ => bail!("part {p:?} is not one of decoder, baseline"),
+                });
+            }
+            list.sort();
+            list.dedup();
+            let device = Device::flex();
+            device.seed(seed);
+            let model = Autoencoder::new(&cfg, &list, &device);
+            let prov = Provenance {
+                origin: "initialised".into(),
+                seed: Some(seed),
+                note: "random initial weights from a fixed seed; not trained".into(),
+                ..Default::default()
+            };
+            let out = weights::write(&model, &cfg, &prov, storage);
+            std::fs::write(&output, &out).with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} ({} bytes, preset {preset}, seed {seed}, {storage})", output.display(), out.len());
+        }
+    }
+    Ok(())
+}
+
+/// Parameter counts and measured multiply-accumulates per part at `size`×`size`.
+fn print_costs(model: &Autoencoder, cfg: &ModelConfig, size: usize, device: &Device) {
+    let count = |prefix: &str| -> usize {
+        weights::param_shapes(model).iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, s)| s.iter().product::<usize>()).sum()
+    };
+    let x = burn::tensor::Tensor::<4>::zeros([1, 3, size, size], device);
+    let (z, enc) = macs::measure(|| model.encode(x.clone()));
+    println!("encoder     {:>9} params, {:.3} GMAC at {size}x{size}", count("encoder."), enc as f64 / 1e9);
+    if let Some(d) = &model.decoder {
+        let flow = epsvae::flow::Flow::new(&cfg.flow);
+        let t = burn::tensor::Tensor::<1>::full([1], 0.5, device);
+        let (_, dec) = macs::measure(|| flow.velocity(d, x.clone(), t, z.clone()));
+        println!("decoder     {:>9} params, {:.3} GMAC per step at {size}x{size}", count("decoder."), dec as f64 / 1e9);
+    }
+    if let Some(b) = &model.baseline {
+        let (_, base) = macs::measure(|| b.forward(z.clone()));
+        println!("baseline    {:>9} params, {:.3} GMAC at {size}x{size}", count("baseline."), base as f64 / 1e9);
+    }
+}

@@ -1,0 +1,234 @@
+//! Model presets. Every field says where its value comes from: a section of Zhao et al.,
+//! "ε-VAE: Denoising as Visual Decoding" (ICML 2025), or *(choice)* where the paper is silent
+//! (see `shared/PAPER.md`). The weight file stores the whole `ModelConfig`, so a file never has to
+//! be matched to an architecture by its name.
+
+use burn::config::Config;
+
+/// The VQGAN-style convolutional encoder (paper §3.1, "Encoder").
+#[derive(Config, Debug, PartialEq)]
+pub struct EncoderConfig {
+    /// Image channels (RGB).
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// Pixel-unshuffle factor of the stem *(choice)*: 2 folds each 2×2 patch into channels, so the
+    /// first level runs at H/2. The paper's lite encoder uses 1 (a plain conv3×3 stem).
+    pub stem_unshuffle: usize,
+    /// Width of the first level (paper lite: 64).
+    pub base_channels: usize,
+    /// Channel multiplier per level; a 2×2 downsample sits between levels (paper lite: 1,1,2,2,4).
+    pub channel_mult: Vec<usize>,
+    /// Residual blocks per level (paper: 2).
+    pub blocks_per_level: usize,
+    /// Residual blocks at the lowest resolution, after the last level (paper: 2).
+    pub mid_blocks: usize,
+    /// Latent channels n_z (paper lite: 8).
+    pub latent_channels: usize,
+    /// GroupNorm groups (VQGAN: 32). Every width must be a multiple of it.
+    #[config(default = 32)]
+    pub norm_groups: usize,
+}
+
+impl EncoderConfig {
+    /// Spatial downsampling factor f = unshuffle · 2^(levels − 1).
+    pub fn downsample_factor(&self) -> usize {
+        self.stem_unshuffle << (self.channel_mult.len() - 1)
+    }
+}
+
+/// The ε-VAE decoder G(x_t, t, z): an ADM-style UNet that predicts the velocity (paper §3.1,
+/// "Decoder" and Appendix A: ADM, Dhariwal & Nichol 2021).
+#[derive(Config, Debug, PartialEq)]
+pub struct DecoderConfig {
+    /// Image channels of x_t and of the velocity.
+    #[config(default = 3)]
+    pub image_channels: usize,
+    /// Latent channels n_z; z is nearest-upsampled and concatenated with x_t (paper §3.1).
+    pub latent_channels: usize,
+    /// Pixel-unshuffle factor of the stem and pixel-shuffle of the output *(choice)*. 1 = the
+    /// paper's full-resolution first level.
+    pub stem_unshuffle: usize,
+    /// Width of the first level (paper decoder B: 64).
+    pub base_channels: usize,
+    /// Channel multiplier per level (paper decoder B: 1,1,2,2,4).
+    pub channel_mult: Vec<usize>,
+    /// Residual blocks per level on the way down; the way up has one more (ADM). Paper: 2.
+    pub blocks_per_level: usize,
+    /// Levels (0 = highest resolution) whose blocks are followed by self-attention. The paper puts
+    /// attention at the three lowest resolutions.
+    pub attention_levels: Vec<usize>,
+    /// Channels per attention head (ADM: 64).
+    #[config(default = 64)]
+    pub head_channels: usize,
+    /// Width of the time embedding MLP, as a multiple of `base_channels` (ADM: 4).
+    #[config(default = 4)]
+    pub time_embed_mult: usize,
+    /// GroupNorm groups (ADM: 32).
+    #[config(default = 32)]
+    pub norm_groups: usize,
+}
+
+/// The one-pass VAE baseline decoder: z → image, deterministic, the mirror of the encoder and of
+/// similar size to the ε-decoder (paper Table 1, "VAE" rows).
+#[derive(Config, Debug, PartialEq)]
+pub struct BaselineConfig {
+    #[config(default = 3)]
+    pub image_channels: usize,
+    pub latent_channels: usize,
+    /// Pixel-shuffle factor of the output (as the ε-decoder's `stem_unshuffle`).
+    pub stem_unshuffle: usize,
+    pub base_channels: usize,
+    /// Channel multiplier per level, listed from the highest resolution (as the encoder).
+    pub channel_mult: Vec<usize>,
+    pub blocks_per_level: usize,
+    pub mid_blocks: usize,
+    #[config(default = 32)]
+    pub norm_groups: usize,
+}
+
+/// The rectified-flow convention of the decoder (paper §3.2 and §4.1 ablations).
+#[derive(Config, Debug, PartialEq)]
+pub struct FlowConfig {
+    /// Noise scaling γ: x_t = (1 − t)·γ·x0 + t·ε (paper Table 2 ablation: 0.6).
+    #[config(default = 0.6)]
+    pub gamma: f64,
+    /// σ_data of pixels in [-1, 1] for the analytic input scale
+    /// s(t) = sqrt(((1 − t)·γ·σ_data)² + t²) *(choice)*.
+    #[config(default = 0.5)]
+    pub sigma_data: f64,
+    /// Time scale of the sinusoidal embedding: the network sees 1000·t *(choice)*.
+    #[config(default = 1000.0)]
+    pub time_scale: f64,
+}
+
+/// How the latent is bounded *(choice)*: `tanh` keeps every value in (−1, 1), so the 8-bit
+/// uniform quantiser of shared links has a fixed range and never clips.
+#[derive(Config, Debug, PartialEq)]
+pub struct LatentConfig {
+    /// Bits per value when the latent is quantised for links.
+    #[config(default = 8)]
+    pub link_bits: u32,
+}
+
+/// Everything that defines a model file: encoder, ε-decoder, baseline decoder, flow, latent.
+#[derive(Config, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Preset name this config was made from ("lite", "small", "tiny"), for people to read.
+    pub preset: String,
+    pub encoder: EncoderConfig,
+    pub decoder: DecoderConfig,
+    pub baseline: BaselineConfig,
+    pub flow: FlowConfig,
+    pub latent: LatentConfig,
+}
+
+impl ModelConfig {
+    /// Look a preset up by name.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "lite" => Some(Self::lite()),
+            "small" => Some(Self::small()),
+            "tiny" => Some(Self::tiny()),
+            _ => None,
+        }
+    }
+
+    /// Names accepted by [`ModelConfig::preset`].
+    pub const PRESETS: [&'static str; 3] = ["lite", "small", "tiny"];
+
+    /// The paper's lite encoder (6 M params, f = 16, n_z = 8) with decoder B (20.6 M params,
+    /// base 64, mult 1,1,2,2,4, 2 blocks, attention at the 3 lowest resolutions). Kept for
+    /// reference: too slow to train on CPUs or to run in every browser.
+    pub fn lite() -> Self {
+        let mult = vec![1, 1, 2, 2, 4];
+        Self {
+            preset: "lite".into(),
+            encoder: EncoderConfig::new(1, 64, mult.clone(), 2, 2, 8),
+            decoder: DecoderConfig::new(8, 1, 64, mult.clone(), 2, vec![2, 3, 4]),
+            baseline: BaselineConfig::new(8, 1, 64, mult, 3, 2),
+            flow: FlowConfig::new(),
+            latent: LatentConfig::new(),
+        }
+    }
+
+    /// The shipped model: the paper's lite compression (f = 16, n_z = 8, 96:1) at a size that
+    /// trains on CPUs and decodes in a browser. Pixel-unshuffle stems move the first level to H/2,
+    /// which is what brings a step under 4 GMAC at 256×256 (see the README's size table).
+    pub fn small() -> Self {
+        Self {
+            preset: "small".into(),
+            encoder: EncoderConfig::new(2, 32, vec![1, 2, 4, 4], 1, 1, 8).with_norm_groups(8),
+            decoder: DecoderConfig::new(8, 2, 24, vec![1, 2, 3, 6], 1, vec![3])
+                .with_norm_groups(8),
+            baseline: BaselineConfig::new(8, 2, 24, vec![1, 2, 3, 8], 3, 2).with_norm_groups(8),
+            flow: FlowConfig::new(),
+            latent: LatentConfig::new(),
+        }
+    }
+
+    /// A few-thousand-parameter model with f = 4 for unit tests (seconds on a CPU).
+    pub fn tiny() -> Self {
+        Self {
+            preset: "tiny".into(),
+            encoder: EncoderConfig::new(2, 8, vec![1, 2], 1, 1, 4).with_norm_groups(4),
+            decoder: DecoderConfig::new(4, 2, 8, vec![1, 2], 1, vec![1])
+                .with_norm_groups(4)
+                .with_head_channels(8),
+            baseline: BaselineConfig::new(4, 2, 8, vec![1, 2], 1, 1).with_norm_groups(4),
+            flow: FlowConfig::new(),
+            latent: LatentConfig::new(),
+        }
+    }
+
+    /// Spatial downsampling factor f of the latent.
+    pub fn downsample_factor(&self) -> usize {
+        self.encoder.downsample_factor()
+    }
+
+    /// Checks that the parts fit together; the message names the field and the values.
+    pub fn validate(&self) -> Result<(), String> {
+        let n_z = self.encoder.latent_channels;
+        if self.decoder.latent_channels != n_z || self.baseline.latent_channels != n_z {
+            return Err(format!(
+                "latent channels disagree: encoder {n_z}, decoder {}, baseline {}",
+                self.decoder.latent_channels, self.baseline.latent_channels
+            ));
+        }
+        let f = self.downsample_factor();
+        let f_dec = self.decoder.stem_unshuffle << (self.decoder.channel_mult.len() - 1);
+        if f_dec > f {
+            return Err(format!(
+                "decoder's lowest resolution H/{f_dec} is below the latent's H/{f}"
+            ));
+        }
+        let f_base = self.baseline.stem_unshuffle << (self.baseline.channel_mult.len() - 1);
+        if f_base != f {
+            return Err(format!("baseline upsamples by {f_base}, the encoder downsamples by {f}"));
+        }
+        for (what, base, mult, groups) in [
+            ("encoder", self.encoder.base_channels, &self.encoder.channel_mult, self.encoder.norm_groups),
+            ("decoder", self.decoder.base_channels, &self.decoder.channel_mult, self.decoder.norm_groups),
+            ("baseline", self.baseline.base_channels, &self.baseline.channel_mult, self.baseline.norm_groups),
+        ] {
+            if mult.is_empty() {
+                return Err(format!("{what}.channel_mult is empty"));
+            }
+            if let Some(m) = mult.iter().find(|m| (base * **m) % groups != 0) {
+                return Err(format!(
+                    "{what}: width {} is not a multiple of norm_groups {groups}",
+                    base * m
+                ));
+            }
+        }
+        if let Some(l) = self.decoder.attention_levels.iter().find(|l| **l >= self.decoder.channel_mult.len()) {
+            return Err(format!("decoder.attention_levels names level {l}, the decoder has {}", self.decoder.channel_mult.len()));
+        }
+        if !(0.0..=1.0).contains(&self.flow.gamma) || self.flow.gamma == 0.0 {
+            return Err(format!("flow.gamma = {} must lie in (0, 1]", self.flow.gamma));
+        }
+        if !(2..=8).contains(&self.latent.link_bits) {
+            return Err(format!("latent.link_bits = {} must lie in 2..=8", self.latent.link_bits));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! Image → latent → image, the way the CLI, the tests and the page run it. Sizes that are not
+//! multiples of f are mirror-padded on the right and bottom before encoding and cropped after
+//! decoding, so nothing is resampled.
+
+use burn::tensor::{Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::flow::{self, Flow, Frame};
+use crate::image::Planar;
+use crate::model::Autoencoder;
+
+/// A latent with the size of the image it came from.
+#[derive(Clone, Debug)]
+pub struct Latent {
+    /// [1, n_z, Hp/f, Wp/f] for the padded image Hp×Wp.
+    pub z: Tensor<4>,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Latent {
+    /// Padded image size [Hp, Wp] the decoders produce.
+    pub fn padded_size(&self, f: usize) -> [usize; 2] {
+        let [_, _, h, w] = self.z.dims();
+        [h * f, w * f]
+    }
+}
+
+pub fn encode(model: &Autoencoder, cfg: &ModelConfig, image: &Planar, device: &Device) -> Latent {
+    let f = cfg.downsample_factor();
+    let x = image.pad_to_multiple(f).to_tensor(device);
+    Latent { z: model.encode(x), width: image.width, height: image.height }
+}
+
+/// The starting noise for decoding `latent` with `seed`, [1, 3, Hp, Wp].
+pub fn noise(cfg: &ModelConfig, latent: &Latent, seed: u64, device: &Device) -> Tensor<4> {
+    let [h, w] = latent.padded_size(cfg.downsample_factor());
+    flow::noise_tensor(seed, [1, 3, h, w], device)
+}
+
+/// ε-VAE decoding in `steps` Euler steps; `hook` sees every frame (padded size). Returns the
+/// clamped image tensor at the padded size.
+pub fn decode(
+    model: &Autoencoder,
+    cfg: &ModelConfig,
+    latent: &Latent,
+    steps: usize,
+    seed: u64,
+    hook: impl FnMut(&Frame),
+) -> Tensor<4> {
+    let device = latent.z.device();
+    let eps = noise(cfg, latent, seed, &device);
+    flow::sample(&Flow::new(&cfg.flow), model.decoder(), &latent.z, eps, steps, hook)
+}
+
+/// The VAE baseline's one-pass decoding, clamped, at the padded size.
+pub fn decode_baseline(model: &Autoencoder, latent: &Latent) -> Tensor<4> {
+    model.baseline().forward(latent.z.clone()).clamp(-1.0, 1.0)
+}
+
+/// Back to the image's own size.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn to_image(t: Tensor<4>, latent: &Latent) -> Planar {
+    Planar::from_tensor(t).crop(latent.width, latent.height)
+}

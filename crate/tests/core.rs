@@ -1,0 +1,417 @@
+//! Properties of the model, the flow and the weight file, on the tiny preset (seconds on a CPU).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use epsvae::flow::{self, Flow};
+use epsvae::image::{Planar, psnr, ssim};
+use epsvae::model::macs;
+use epsvae::weights::{self, Provenance, Storage};
+use epsvae::{Autoencoder, ModelConfig, Part, pipeline};
+
+fn tiny_model(seed: u64, device: &Device) -> (ModelConfig, Autoencoder) {
+    let cfg = ModelConfig::tiny();
+    device.seed(seed);
+    let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], device);
+    (cfg, model)
+}
+
+fn host(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// A smooth test picture with some edges, deterministic.
+fn test_image(w: usize, h: usize) -> Planar {
+    let mut rgba = Vec::with_capacity(w * h * 4);
+    for y in 0..h {
+        for x in 0..w {
+            let r = (255 * x / w.max(1)) as u8;
+            let g = (255 * y / h.max(1)) as u8;
+            let b = if (x / 5 + y / 7) % 2 == 0 { 40 } else { 220 };
+            rgba.extend_from_slice(&[r, g, b, 255]);
+        }
+    }
+    Planar::from_rgba(&rgba, w, h).unwrap()
+}
+
+// ---- flow ------------------------------------------------------------------------------------
+
+#[test]
+fn one_euler_step_from_t1_with_exact_velocity_returns_x0() {
+    let device = Device::flex();
+    let f = Flow::new(&ModelConfig::tiny().flow);
+    let x0 = Tensor::<4>::from_data(TensorData::new(flow::gaussian_noise(1, 48), [1, 3, 4, 4]), &device).clamp(-1.0, 1.0);
+    let eps = flow::noise_tensor(2, [1, 3, 4, 4], &device);
+    let t1 = Tensor::<1>::ones([1], &device);
+    let x1 = f.noisy(x0.clone(), eps.clone(), t1.clone());
+    assert!(max_abs_diff(&host(x1.clone()), &host(eps.clone())) < 1e-6, "x_1 is pure noise");
+    let v = f.target(x0.clone(), eps);
+    let x_end = flow::euler_step(x1.clone(), 1.0, 0.0, v.clone());
+    assert!(max_abs_diff(&host(x_end / f.gamma), &host(x0.clone())) < 1e-5);
+    // The one-step estimate agrees with the Euler step.
+    assert!(max_abs_diff(&host(f.x0_hat(x1, t1, v)), &host(x0)) < 1e-5);
+}
+
+#[test]
+fn grid_runs_from_one_to_zero_and_matches_the_paper() {
+    for n in 1..=8 {
+        let g = flow::time_grid(n);
+        assert_eq!(g.len(), n + 1);
+        assert_eq!(g[0], 1.0);
+        assert_eq!(g[n], 0.0);
+        assert!(g.windows(2).all(|w| w[0] > w[1]), "strictly decreasing: {g:?}");
+    }
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 5e-5);
+    assert!(close(&flow::time_grid(1), &[1.0, 0.0]));
+    assert!(close(&flow::time_grid(2), &[1.0, 0.8516, 0.0]), "{:?}", flow::time_grid(2));
+    assert!(close(&flow::time_grid(3), &[1.0, 0.9130, 0.7657, 0.0]), "{:?}", flow::time_grid(3));
+}
+
+#[test]
+fn noise_is_seeded_and_standard_normal() {
+    let a = flow::gaussian_noise(7, 100_000);
+    assert_eq!(a, flow::gaussian_noise(7, 100_000));
+    assert_ne!(a[..16], flow::gaussian_noise(8, 16)[..]);
+    let mean = a.iter().map(|v| *v as f64).sum::<f64>() / a.len() as f64;
+    let var = a.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
+    assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "mean {mean}, var {var}");
+    let t = flow::logit_normal_times(3, 10_000);
+    assert!(t.iter().all(|t| *t > 0.0 && *t < 1.0));
+    let median = { let mut s = t.clone(); s.sort_by(f32::total_cmp); s[5000] };
+    assert!((median - 0.5).abs() < 0.02, "logit-normal median is 0.5, got {median}");
+}
+
+#[test]
+fn same_seed_gives_same_frames_and_another_seed_different_ones() {
+    let device = Device::flex();
+    let (cfg, model) = tiny_model(0, &device);
+    let latent = pipeline::encode(&model, &cfg, &test_image(12, 8), &device);
+    let run = |seed| {
+        let mut frames = Vec::new();
+        let img = pipeline::decode(&model, &cfg, &latent, 3, seed, |f| {
+            frames.push((f.index, f.t, host(f.x_t.clone()), host(f.x0_hat.clone())));
+        });
+        (frames, host(img))
+    };
+    let (fa, ia) = run(11);
+    let (fb, ib) = run(11);
+    let (fc, ic) = run(12);
+    assert_eq!(fa.len(), 3);
+    assert_eq!(fa, fb);
+    assert_eq!(ia, ib);
+    assert_ne!(fa[0].2, fc[0].2, "another seed starts from other noise");
+    assert!(max_abs_diff(&ia, &ic) > 1e-3, "another seed decodes differently");
+}
+
+// ---- model -----------------------------------------------------------------------------------
+
+#[test]
+fn shapes_for_every_preset() {
+    let device = Device::flex();
+    for name in ModelConfig::PRESETS {
+        let cfg = ModelConfig::preset(name).unwrap();
+        cfg.validate().unwrap();
+        let f = cfg.downsample_factor();
+        let (h, w) = (2 * f, 3 * f);
+        let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
+        let x = Tensor::<4>::zeros([2, 3, h, w], &device);
+        let z = model.encode(x.clone());
+        assert_eq!(z.dims(), [2, cfg.encoder.latent_channels, 2, 3], "{name} latent");
+        let v = Flow::new(&cfg.flow).velocity(model.decoder(), x, Tensor::full([2], 0.3, &device), z.clone());
+        assert_eq!(v.dims(), [2, 3, h, w], "{name} velocity");
+        assert_eq!(model.baseline().forward(z).dims(), [2, 3, h, w], "{name} baseline");
+    }
+}
+
+#[test]
+fn latent_is_bounded() {
+    let device = Device::flex();
+    let (cfg, model) = tiny_model(3, &device);
+    let x = Tensor::<4>::from_data(TensorData::new(flow::gaussian_noise(4, 3 * 16 * 16).iter().map(|v| v * 50.0).collect::<Vec<_>>(), [1, 3, 16, 16]), &device);
+    let z = host(model.encode(x));
+    assert_eq!(z.len(), cfg.encoder.latent_channels * 4 * 4);
+    assert!(z.iter().all(|v| v.abs() <= 1.0), "tanh-bounded latent");
+}
+
+fn count(model: &Autoencoder, prefix: &str) -> usize {
+    weights::param_shapes(model).iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, s)| s.iter().product::<usize>()).sum()
+}
+
+#[test]
+fn lite_preset_parameter_counts_are_within_ten_percent_of_the_paper() {
+    let model = Autoencoder::new(&ModelConfig::lite(), &[Part::Encoder, Part::Decoder], &Device::flex());
+    let (enc, dec) = (count(&model, "encoder.") as f64, count(&model, "decoder.") as f64);
+    assert!((enc / 6.0e6 - 1.0).abs() < 0.10, "lite encoder has {enc} params, paper 6 M");
+    assert!((dec / 20.6e6 - 1.0).abs() < 0.10, "lite decoder has {dec} params, paper 20.6 M");
+}
+
+#[test]
+fn small_preset_fits_its_budget_at_256() {
+    let device = Device::flex();
+    let cfg = ModelConfig::small();
+    assert_eq!((cfg.downsample_factor(), cfg.encoder.latent_channels), (16, 8), "the paper's lite compression");
+    let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
+    let x = Tensor::<4>::zeros([1, 3, 256, 256], &device);
+    let (z, enc) = macs::measure(|| model.encode(x.clone()));
+    let flow = Flow::new(&cfg.flow);
+    let (_, dec) = macs::measure(|| flow.velocity(model.decoder(), x.clone(), Tensor::full([1], 0.5, &device), z.clone()));
+    let dec_params = count(&model, "decoder.");
+    let base_params = count(&model, "baseline.");
+    assert!(dec <= 4_000_000_000, "decoder step costs {dec} MAC at 256², budget 4 G");
+    assert!(enc <= 1_500_000_000, "encoder costs {enc} MAC at 256², budget 1.5 G");
+    assert!(dec_params <= 6_000_000, "decoder has {dec_params} params, budget 6 M");
+    let ratio = base_params as f64 / dec_params as f64;
+    assert!((0.75..=1.33).contains(&ratio), "baseline {base_params} vs decoder {dec_params} params: not of similar size");
+}
+
+#[test]
+fn mac_counter_counts_a_known_convolution() {
+    let device = Device::flex();
+    let c = epsvae::model::blocks::conv(4, 6, 3, 1, &device);
+    let (_, n) = macs::measure(|| epsvae::model::blocks::conv_fwd(&c, Tensor::zeros([2, 4, 5, 7], &device)));
+    assert_eq!(n, 2 * 6 * 5 * 7 * 4 * 9);
+}
+
+#[test]
+fn flex_and_wgpu_agree_on_the_tiny_model() {
+    let flex = Device::flex();
+    let wgpu = match epsvae::backend::device(epsvae::backend::Backend::Wgpu) {
+        Ok(d) => d,
+        // A machine without any Vulkan driver cannot run this; .ci/run installs lavapipe.
+        Err(e) if std::env::var("EPSVAE_REQUIRE_WGPU").is_err() => {
+            eprintln!("skipping: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let (cfg, model) = tiny_model(5, &flex);
+    let bytes = weights::write(&model, &cfg, &Provenance::default(), Storage::F32);
+    let (_, gpu_model) = weights::load(&bytes, &wgpu).unwrap();
+    let img = test_image(16, 12);
+    let run = |m: &Autoencoder, d: &Device| {
+        let l = pipeline::encode(m, &cfg, &img, d);
+        let z = host(l.z.clone());
+        (z, host(pipeline::decode(m, &cfg, &l, 3, 9, |_| {})), host(pipeline::decode_baseline(m, &l)))
+    };
+    let (za, ia, ba) = run(&model, &flex);
+    let (zb, ib, bb) = run(&gpu_model, &wgpu);
+    assert!(max_abs_diff(&za, &zb) < 1e-4, "latent differs by {}", max_abs_diff(&za, &zb));
+    assert!(max_abs_diff(&ia, &ib) < 1e-4, "decoded image differs by {}", max_abs_diff(&ia, &ib));
+    assert!(max_abs_diff(&ba, &bb) < 1e-4, "baseline differs by {}", max_abs_diff(&ba, &bb));
+}
+
+// ---- weight file -----------------------------------------------------------------------------
+
+fn tiny_file(storage: Storage) -> (ModelConfig, Autoencoder, Vec<u8>) {
+    let device = Device::flex();
+    let (cfg, model) = tiny_model(1, &device);
+    let prov = Provenance { origin: "initialised".into(), seed: Some(1), ..Default::default() };
+    let bytes = weights::write(&model, &cfg, &prov, storage);
+    (cfg, model, bytes)
+}
+
+#[test]
+fn weights_round_trip_exactly_in_f32_and_open_with_the_safetensors_crate() {
+    let (cfg, model, bytes) = tiny_file(Storage::F32);
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("a valid safetensors file");
+    assert!(st.names().contains(&"encoder.stem.weight"));
+    let (header, tensors) = weights::read(&bytes).unwrap();
+    assert_eq!(header.config, cfg);
+    assert_eq!(header.part_list(), vec![Part::Encoder, Part::Decoder, Part::Baseline]);
+    for (name, shape, values) in weights::collect_params(&model) {
+        assert_eq!(tensors[&name], (shape, values), "{name}");
+    }
+}
+
+#[test]
+fn quantized_weights_stay_within_the_bound_of_their_scheme() {
+    let (_, model, _) = tiny_file(Storage::F32);
+    let params = weights::collect_params(&model);
+    for storage in [Storage::Int8, Storage::F16] {
+        let (_, _, bytes) = tiny_file(storage);
+        let (_, tensors) = weights::read(&bytes).unwrap();
+        for (name, shape, values) in &params {
+            let got = &tensors[name].1;
+            let rows = shape[0];
+            let cols = values.len() / rows;
+            for r in 0..rows {
+                let row = &values[r * cols..(r + 1) * cols];
+                let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (i, (a, b)) in row.iter().zip(&got[r * cols..(r + 1) * cols]).enumerate() {
+                    let bound = match (storage, shape.len()) {
+                        (_, 1) => 0.0,                                // 1-D tensors stay f32
+                        (Storage::Int8, _) => max / 127.0 / 2.0 * 1.0001, // half a quantisation step
+                        _ => a.abs() * 2f32.powi(-11) + 6e-8,          // f16 rounding (and subnormals)
+                    };
+                    assert!((a - b).abs() <= bound, "{storage} {name}[{r},{i}]: {a} -> {b}, bound {bound}");
+                }
+            }
+        }
+    }
+    let sizes: Vec<usize> = [Storage::F32, Storage::F16, Storage::Int8].iter().map(|s| tiny_file(*s).2.len()).collect();
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "sizes {sizes:?}");
+}
+
+#[test]
+fn streaming_reader_yields_identical_tensors_for_every_chunk_size() {
+    let (_, _, bytes) = tiny_file(Storage::Int8);
+    let (_, whole) = weights::read(&bytes).unwrap();
+    for chunk in [1, 3, 8, 100, 4096, bytes.len()] {
+        let mut s = weights::WeightStream::new();
+        let mut events = Vec::new();
+        let mut taken = std::collections::HashMap::new();
+        for c in bytes.chunks(chunk) {
+            for e in s.push(c).unwrap() {
+                if let weights::Event::PartComplete(p) = e {
+                    taken.extend(s.take_part(p));
+                }
+                events.push(e);
+            }
+        }
+        let (_, rest) = s.finish().unwrap();
+        assert!(rest.is_empty(), "every part was taken");
+        assert_eq!(taken, whole, "chunk size {chunk}");
+        let parts: Vec<_> = events.iter().filter_map(|e| match e { weights::Event::PartComplete(p) => Some(*p), _ => None }).collect();
+        assert_eq!(parts, vec![Part::Encoder, Part::Decoder, Part::Baseline], "the encoder completes first");
+        // The encoder is complete before any decoder tensor has arrived.
+        let enc_done = events.iter().position(|e| *e == weights::Event::PartComplete(Part::Encoder)).unwrap();
+        let first_dec = events.iter().position(|e| matches!(e, weights::Event::Tensor(n) if n.starts_with("decoder."))).unwrap();
+        assert!(enc_done < first_dec || chunk >= bytes.len());
+        assert!(matches!(events[0], weights::Event::Header { total } if total == bytes.len()));
+    }
+}
+
+/// Rewrites the JSON header of a weight file with `edit` (data bytes unchanged).
+fn edit_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut json);
+    let mut h = serde_json::to_vec(&json).unwrap();
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+fn err(bytes: &[u8]) -> String {
+    match weights::read(bytes) {
+        Ok(_) => panic!("a bad file was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn truncated_weight_file_is_rejected() {
+    let (_, _, bytes) = tiny_file(Storage::Int8);
+    for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
+        let e = err(&bytes[..cut]);
+        assert!(e.contains("truncated") && e.contains(&format!("after {cut} bytes")), "cut {cut}: {e}");
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(err(&long).contains("1 bytes after its last tensor"));
+}
+
+#[test]
+fn corrupted_weight_bytes_are_rejected_with_the_part_named() {
+    let (_, _, bytes) = tiny_file(Storage::F32);
+    let mut bad = bytes.clone();
+    let last = bad.len() - 3;
+    bad[last] ^= 0x40;
+    let e = err(&bad);
+    assert!(e.contains("baseline bytes are corrupted") && e.contains("SHA-256"), "{e}");
+    let mut bad = bytes.clone();
+    bad[10] = b'#';
+    assert!(err(&bad).contains("not an epsvae weight file"), "{}", err(&bad));
+    assert!(err(b"GIF89a this is not a weight file").contains("header of"));
+}
+
+#[test]
+fn wrong_version_is_rejected_with_a_hint() {
+    let (_, _, bytes) = tiny_file(Storage::F32);
+    let bad = edit_header(&bytes, |j| j["__metadata__"]["format_version"] = "2".into());
+    let e = err(&bad);
+    assert!(e.contains("version 2") && e.contains("reads version 1") && e.contains("HINT"), "{e}");
+    let bad = edit_header(&bytes, |j| j["__metadata__"]["format"] = "other".into());
+    assert!(err(&bad).contains("format is \"other\""));
+}
+
+#[test]
+fn wrong_shapes_missing_and_unknown_tensors_are_rejected() {
+    let (_, _, bytes) = tiny_file(Storage::F32);
+    // A config that disagrees with the stored tensors.
+    let bad = edit_header(&bytes, |j| {
+        let mut cfg: serde_json::Value = serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
+        cfg["encoder"]["base_channels"] = 16.into();
+        j["__metadata__"]["config"] = cfg.to_string().into();
+    });
+    let e = err(&bad);
+    assert!(e.contains("shape") && e.contains("the config expects"), "{e}");
+
+    let (cfg, model, _) = tiny_file(Storage::F32);
+    let mut params = weights::collect_params(&model);
+    let removed = params.remove(3).0;
+    let e = err(&weights::encode(&params, &cfg, &Provenance::default(), Storage::F32));
+    assert!(e.contains("missing") && e.contains(&removed), "{e}");
+
+    let mut params = weights::collect_params(&model);
+    params.insert(1, ("encoder.extra.weight".into(), vec![2, 2], vec![0.0; 4]));
+    let e = err(&weights::encode(&params, &cfg, &Provenance::default(), Storage::F32));
+    assert!(e.contains("does not know") && e.contains("encoder.extra.weight"), "{e}");
+
+    let bad = edit_header(&bytes, |j| {
+        let mut cfg: serde_json::Value = serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
+        cfg["decoder"]["latent_channels"] = 5.into();
+        j["__metadata__"]["config"] = cfg.to_string().into();
+    });
+    assert!(err(&bad).contains("latent channels disagree"));
+}
+
+// ---- images ----------------------------------------------------------------------------------
+
+#[test]
+fn padding_to_a_multiple_of_f_and_cropping_back_is_lossless() {
+    let img = test_image(13, 7);
+    let p = img.pad_to_multiple(4);
+    assert_eq!((p.width, p.height), (16, 8));
+    assert_eq!(p.crop(13, 7), img);
+    let back = Planar::from_rgba(&img.to_rgba(), 13, 7).unwrap();
+    assert_eq!(back.to_rgba(), img.to_rgba());
+}
+
+#[test]
+fn metrics_are_perfect_for_identical_images_and_fall_with_noise() {
+    let a = test_image(32, 24);
+    assert_eq!(psnr(&a, &a), f64::INFINITY);
+    assert!((ssim(&a, &a) - 1.0).abs() < 1e-12);
+    let noise = flow::gaussian_noise(1, a.data.len());
+    let b = Planar { data: a.data.iter().zip(&noise).map(|(x, n)| x + 0.1 * n).collect(), ..a.clone() };
+    let (p, s) = (psnr(&a, &b), ssim(&a, &b));
+    // Noise of σ = 0.1 in [-1, 1] units is σ ≈ 12.75 in 8-bit units: PSNR ≈ 26 dB.
+    assert!((24.0..28.5).contains(&p), "PSNR {p}");
+    assert!(s < 0.95 && s > 0.2, "SSIM {s}");
+}
+
+#[test]
+fn non_images_and_bad_buffers_are_rejected() {
+    assert!(Planar::decode(b"definitely not an image").unwrap_err().to_string().contains("could not decode"));
+    assert!(Planar::from_rgba(&[0; 15], 2, 2).unwrap_err().to_string().contains("has 15 bytes; 2×2 needs 16"));
+    assert!(Planar::from_rgba(&[], 0, 0).is_err());
+}
+
+#[test]
+fn shipped_weights_match_their_manifest_and_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights");
+    let listed: Vec<weights::ManifestEntry> =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("weights/manifest.json")).unwrap();
+    assert_eq!(listed, weights::manifest(&dir).unwrap(), "run `epsvae manifest weights` after changing weights/");
+    assert!(!listed.is_empty());
+    for e in &listed {
+        let (h, _) = weights::load(&std::fs::read(dir.join(&e.file)).unwrap(), &Device::flex()).unwrap();
+        assert_eq!(h.config.preset, e.preset);
+    }
+}

@@ -1,0 +1,98 @@
+//! End-to-end checks of the `epsvae` command-line tool, run as a person would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn epsvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_epsvae")).args(args).output().expect("the binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("epsvae-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/samples/storm.jpg")
+}
+
+#[test]
+fn reconstruct_writes_the_image_every_frame_and_timings() {
+    let d = scratch("rec");
+    let w = d.join("tiny.safetensors");
+    let o = epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = d.join("out.png");
+    let base = d.join("vae.png");
+    let frames = d.join("frames");
+    let o = epsvae(&[
+        "reconstruct", sample().to_str().unwrap(), out.to_str().unwrap(), "--steps", "2", "--size", "70x45",
+        "--weights", w.to_str().unwrap(), "--frames", frames.to_str().unwrap(), "--baseline", base.to_str().unwrap(),
+    ]);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    for stage in ["load ", "encode 70x45", "step 1/2", "step 2/2", "baseline decode", "total"] {
+        assert!(log.contains(stage), "missing timing {stage:?} in:\n{log}");
+    }
+    // Sizes that are not multiples of f come back at their own size.
+    for p in [out, base, frames.join("step1_xt.png"), frames.join("step2_x0hat.png")] {
+        let img = image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!((img.width(), img.height()), (70, 45), "{}", p.display());
+    }
+}
+
+#[test]
+fn inspect_reports_counts_costs_and_hash() {
+    let o = epsvae(&["inspect", Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/epsvae-small.safetensors").to_str().unwrap()]);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    for key in ["preset      small", "storage     int8", "sha256", "GMAC per step at 256x256", "f, n_z      16, 8"] {
+        assert!(log.contains(key), "missing {key:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn quantize_makes_smaller_valid_files() {
+    let d = scratch("quant");
+    let w = d.join("f32.safetensors");
+    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"]).status.success());
+    let mut sizes = vec![std::fs::metadata(&w).unwrap().len()];
+    for to in ["f16", "int8"] {
+        let q = d.join(format!("{to}.safetensors"));
+        let o = epsvae(&["quantize", w.to_str().unwrap(), q.to_str().unwrap(), "--to", to]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = epsvae(&["inspect", q.to_str().unwrap()]);
+        assert!(text(&o).contains(&format!("storage     {to}")), "{}", text(&o));
+        sizes.push(std::fs::metadata(&q).unwrap().len());
+    }
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
+}
+
+#[test]
+fn bad_inputs_fail_with_a_clear_message() {
+    let d = scratch("bad");
+    let not_image = d.join("notes.png");
+    std::fs::write(&not_image, b"these are notes, not pixels").unwrap();
+    let w = d.join("tiny.safetensors");
+    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"]).status.success());
+    let o = epsvae(&["reconstruct", not_image.to_str().unwrap(), d.join("o.png").to_str().unwrap(), "--weights", w.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("could not decode the image"), "{}", text(&o));
+
+    let bytes = std::fs::read(&w).unwrap();
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = epsvae(&["reconstruct", sample().to_str().unwrap(), d.join("o.png").to_str().unwrap(), "--weights", cut.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("truncated"), "{}", text(&o));
+
+    let o = epsvae(&["reconstruct", sample().to_str().unwrap(), "o.png", "--size", "0x10"]);
+    assert!(!o.status.success() && text(&o).contains("width and height must be integers in 1..=8192"), "{}", text(&o));
+    let o = epsvae(&["reconstruct", sample().to_str().unwrap(), "o.png", "--weights", "/nonexistent.safetensors"]);
+    assert!(!o.status.success() && text(&o).contains("HINT"), "{}", text(&o));
+}

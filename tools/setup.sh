@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks for building, testing and serving epsvae.
+# Idempotent: each step is skipped when its tool is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=()
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || apt_pkgs+=(mesa-vulkan-drivers)
+[ -e /usr/lib/x86_64-linux-gnu/libvulkan.so.1 ] || apt_pkgs+=(libvulkan1)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${apt_pkgs[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+fi
+# lavapipe complains about XDG_RUNTIME_DIR when it is unset; any existing folder silences it.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
