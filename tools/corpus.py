@@ -155,6 +155,7 @@ def main():
     args = ap.parse_args()
     out = args.out
     pkgs, versions = fetch(out)
+    run(["bash", str(Path(__file__).parent / "fetch_lpips.sh")])  # the perceptual loss's weights
     corpus = out / "corpus"
     seen, records = {}, []
     for pkg, path, payload in candidates(pkgs, out / "work"):

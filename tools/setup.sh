@@ -15,3 +15,4 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 fi
 # lavapipe complains about XDG_RUNTIME_DIR when it is unset; any existing folder silences it.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+bash tools/fetch_lpips.sh

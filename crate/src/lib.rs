@@ -9,6 +9,7 @@
 //! | [`image`] | RGBA and image files ↔ planar images ↔ tensors, padding, PSNR, SSIM |
 //! | [`backend`] | choosing the device at run time (flex CPU, wgpu) |
 //! | [`pipeline`] | encode → sample → image, as the CLI, tests and page run it |
+//! | `train` | corpus crops, ST-LPIPS, discriminator, training loop (feature `train`) |
 
 pub mod backend;
 pub mod config;
@@ -16,6 +17,8 @@ pub mod flow;
 pub mod image;
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod weights;
 
 pub use config::ModelConfig;

@@ -68,6 +68,71 @@ enum Cmd {
         #[arg(long)]
         to: Storage,
     },
+    /// Train the ε-VAE or its VAE baseline on the corpus (resumes the run folder's checkpoint).
+    #[cfg(feature = "train")]
+    Train {
+        /// Run folder: checkpoint, log.csv, train.json, ema.safetensors.
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// epsvae (encoder + ε-decoder) or vae (encoder + one-pass baseline decoder).
+        #[arg(long, default_value = "epsvae")]
+        model: epsvae::train::trainer::ModelKind,
+        /// Corpus folder written by tools/corpus.py.
+        #[arg(long, default_value = "data/corpus")]
+        data: PathBuf,
+        /// ST-LPIPS weights from the stlpips-pytorch wheel.
+        #[arg(long, default_value = "data/lpips/alex_shift_tolerant.pth")]
+        lpips: PathBuf,
+        /// Total steps to reach.
+        #[arg(long, default_value_t = 200_000)]
+        steps: u64,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Square crop side in pixels.
+        #[arg(long, default_value_t = 64)]
+        crop: u32,
+        /// Stop after this many seconds (a checkpoint is written on the way out).
+        #[arg(long)]
+        max_seconds: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Steps between validations.
+        #[arg(long, default_value_t = 500)]
+        val_every: u64,
+        /// Step from which the adversarial loss is on.
+        #[arg(long, default_value_t = 3000)]
+        adv_start: u64,
+        /// Seconds between checkpoints.
+        #[arg(long, default_value_t = 600)]
+        checkpoint_every: u64,
+    },
+    /// PSNR, SSIM and ST-LPIPS of the VAE baseline and of ε-VAE at each step count.
+    #[cfg(feature = "train")]
+    Eval {
+        /// Folder of images (PNG, JPEG, WebP), each centre-cropped to --size.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Euler step counts of ε-VAE to evaluate.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        steps: Vec<usize>,
+        /// Noise seeds per image (ε-VAE decoding is stochastic).
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        #[arg(long, default_value = DEFAULT_WEIGHTS)]
+        weights: PathBuf,
+        /// The VAE baseline's weight file.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[arg(long, default_value = "data/lpips/alex_shift_tolerant.pth")]
+        lpips: PathBuf,
+        /// Also write the rows as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Write the SHA-256 manifest (manifest.json) of the weight files in a folder.
     Manifest {
         #[arg(default_value = "weights")]
@@ -210,6 +275,30 @@ fn main() -> Result<()> {
             let out = weights::encode(&params, &header.config, &header.provenance, to);
             std::fs::write(&output, &out).with_context(|| format!("writing {}", output.display()))?;
             println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
+        }
+        #[cfg(feature = "train")]
+        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every } => {
+            let mut cfg = epsvae::train::trainer::TrainConfig::new(&preset, model);
+            cfg.steps = steps;
+            cfg.batch = batch;
+            cfg.crop = crop;
+            cfg.seed = seed;
+            cfg.val_every = val_every;
+            cfg.adv_start = adv_start;
+            cfg.checkpoint_every_s = checkpoint_every;
+            epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds)?;
+        }
+        #[cfg(feature = "train")]
+        Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json } => {
+            use epsvae::train::eval;
+            if steps.iter().any(|s| !(1..=100).contains(s)) || seeds == 0 {
+                bail!("--steps must lie in 1..=100 and --seeds be at least 1");
+            }
+            let rows = eval::evaluate(&data, size, &weights, baseline.as_deref(), &steps, seeds, &lpips)?;
+            print!("{}", eval::markdown(&rows, size));
+            if let Some(j) = json {
+                std::fs::write(&j, serde_json::to_string_pretty(&rows)?)?;
+            }
         }
         Cmd::Manifest { dir } => {
             let m = weights::manifest(&dir).map_err(anyhow::Error::msg)?;

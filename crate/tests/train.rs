@@ -1,0 +1,117 @@
+//! Training units: ST-LPIPS parity with the original implementation, the corpus crops, the losses.
+#![cfg(feature = "train")]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use epsvae::image::Planar;
+use epsvae::train::lpips::StLpips;
+
+fn lpips_path() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/lpips/alex_shift_tolerant.pth");
+    assert!(p.exists(), "{} is missing: tools/setup.sh fetches it from the stlpips-pytorch wheel", p.display());
+    p
+}
+
+fn png(path: &Path) -> Tensor<4> {
+    Planar::decode(&std::fs::read(path).unwrap()).unwrap().to_tensor(&Device::flex())
+}
+
+#[test]
+fn st_lpips_matches_the_reference_implementation_within_1e_3() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lpips");
+    let reference: std::collections::BTreeMap<String, f64> =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let net = StLpips::load(&lpips_path(), &Device::flex()).unwrap();
+    assert!(reference.len() >= 5);
+    for (name, want) in reference {
+        let a = png(&dir.join(format!("{name}_a.png")));
+        let b = png(&dir.join(format!("{name}_b.png")));
+        let got = net.forward(a, b).into_data().convert::<f32>().try_to_vec::<f32>().unwrap()[0] as f64;
+        eprintln!("{name}: ST-LPIPS {got:.6}, reference {want:.6}");
+        assert!((got - want).abs() < 1e-3, "{name}: ST-LPIPS {got}, reference {want}");
+    }
+}
+
+#[test]
+fn lpips_loader_rejects_a_file_that_is_not_a_checkpoint() {
+    let p = std::env::temp_dir().join(format!("not-a-pth-{}", std::process::id()));
+    std::fs::write(&p, b"hello").unwrap();
+    assert!(StLpips::load(&p, &Device::flex()).is_err());
+}
+
+/// A corpus of a few synthetic photos in a temporary folder, in the layout tools/corpus.py writes.
+fn synthetic_corpus(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("epsvae-corpus-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("train")).unwrap();
+    std::fs::create_dir_all(dir.join("val")).unwrap();
+    let mut records = Vec::new();
+    for i in 0..4u32 {
+        let split = if i == 3 { "val" } else { "train" };
+        let img = image::RgbImage::from_fn(90 + 10 * i, 70, |x, y| image::Rgb([(x * 3 + i * 40) as u8, (y * 3) as u8, ((x ^ y) * 5) as u8]));
+        let file = format!("{split}/p{i}.png");
+        img.save(dir.join(&file)).unwrap();
+        records.push(serde_json::json!({"file": file, "split": split}));
+    }
+    std::fs::write(dir.join("manifest.json"), serde_json::to_string(&records).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn corpus_crops_are_in_range_and_depend_only_on_the_seed() {
+    use epsvae::train::data::Corpus;
+    use rand_chacha::rand_core::SeedableRng;
+    let dir = synthetic_corpus("crops");
+    let c = Corpus::load(&dir, "train").unwrap();
+    assert_eq!(c.images.len(), 3, "the validation photo is not in the training split");
+    let a = c.batch(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5), 4, 32);
+    let b = c.batch(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5), 4, 32);
+    assert_eq!(a.len(), 4 * 3 * 32 * 32);
+    assert_eq!(a, b);
+    assert!(a.iter().all(|v| (-1.0..=1.0).contains(v)));
+    assert_ne!(a, c.batch(&mut rand_chacha::ChaCha8Rng::seed_from_u64(6), 4, 32));
+    let err = Corpus::load(&dir.join("nowhere"), "train").err().expect("a missing corpus is an error");
+    assert!(format!("{err:#}").contains("tools/corpus.py"), "{err:#}");
+}
+
+#[test]
+fn a_resumed_run_matches_an_uninterrupted_one() {
+    use epsvae::train::data::Corpus;
+    use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
+    let corpus = Corpus::load(&synthetic_corpus("resume"), "train").unwrap();
+    for kind in [ModelKind::Epsvae, ModelKind::Vae] {
+        let mut cfg = TrainConfig::new("tiny", kind);
+        (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 1, 2);
+        let run = |name: &str| std::env::temp_dir().join(format!("epsvae-run-{name}-{kind:?}-{}", std::process::id()));
+        let (straight, resumed) = (run("straight"), run("resumed"));
+        let _ = std::fs::remove_dir_all(&straight);
+        let _ = std::fs::remove_dir_all(&resumed);
+        let mut a = Trainer::open(&straight, cfg.clone(), &lpips_path()).unwrap();
+        for _ in 0..4 {
+            a.train_step(&corpus);
+        }
+        let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path()).unwrap();
+        for _ in 0..2 {
+            b.train_step(&corpus);
+        }
+        b.checkpoint().unwrap();
+        drop(b);
+        let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path()).unwrap();
+        assert_eq!(b.state.step, 2);
+        for _ in 0..2 {
+            b.train_step(&corpus);
+        }
+        let wa = epsvae::weights::collect_params(a.ema());
+        let wb = epsvae::weights::collect_params(b.ema());
+        assert_eq!(wa.len(), wb.len());
+        for ((n, _, x), (_, _, y)) in wa.iter().zip(&wb) {
+            let d = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            assert!(d < 1e-6, "{kind:?} {n} differs by {d} after resuming");
+        }
+        // And training moved the weights at all.
+        let init = Trainer::open(&run("fresh"), cfg.clone(), &lpips_path()).unwrap();
+        let w0 = epsvae::weights::collect_params(init.ema());
+        assert!(w0.iter().zip(&wa).any(|((_, _, x), (_, _, y))| x != y), "{kind:?}: four steps changed nothing");
+    }
+}
