@@ -6,6 +6,7 @@
 //! | [`model`] | encoder, ε-decoder (UNet), VAE baseline decoder, shared blocks, MAC counter |
 //! | [`flow`] | the rectified-flow convention, time grid, Euler step, sampler, seeded noise |
 //! | [`weights`] | the weight file: write, stream-read, verify, quantise |
+//! | [`latent`] | the quantised, compressed latent that a shared link carries |
 //! | [`image`] | RGBA and image files ↔ planar images ↔ tensors, padding, PSNR, SSIM |
 //! | [`backend`] | choosing the device at run time (flex CPU, wgpu) |
 //! | [`pipeline`] | encode → sample → image, as the CLI, tests and page run it |
@@ -15,6 +16,7 @@ pub mod backend;
 pub mod config;
 pub mod flow;
 pub mod image;
+pub mod latent;
 pub mod model;
 pub mod pipeline;
 #[cfg(feature = "train")]

@@ -415,3 +415,56 @@ fn shipped_weights_match_their_manifest_and_load() {
         assert_eq!(h.config.preset, e.preset);
     }
 }
+
+// ---- links -----------------------------------------------------------------------------------
+
+fn link_latent(values: Vec<f32>, c: usize, h: usize, w: usize) -> epsvae::latent::LinkLatent {
+    epsvae::latent::LinkLatent { channels: c, height: h, width: w, image_width: w * 16 - 3, image_height: h * 16, weights_tag: [1, 2, 3, 4], values }
+}
+
+#[test]
+fn link_round_trip_error_is_within_half_a_quantisation_step() {
+    let values: Vec<f32> = flow::gaussian_noise(9, 8 * 5 * 7).iter().map(|v| v.tanh()).collect();
+    for bits in [8, 6, 4, 2] {
+        let l = link_latent(values.clone(), 8, 5, 7);
+        let back = epsvae::latent::decode(&epsvae::latent::encode(&l, bits)).unwrap();
+        assert_eq!((back.channels, back.height, back.width, back.image_width, back.image_height, back.weights_tag), (8, 5, 7, 109, 80, [1, 2, 3, 4]));
+        let step = 2.0 / ((1u32 << bits) - 1) as f32;
+        let err = max_abs_diff(&values, &back.values);
+        assert!(err <= step / 2.0 + 1e-6, "{bits} bits: error {err}, half step {}", step / 2.0);
+    }
+}
+
+#[test]
+fn a_256_pixel_image_fits_in_a_short_link() {
+    // The shipped model's latent of a real photo, at 256×256.
+    let device = Device::flex();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (h, model) = weights::load(&std::fs::read(dir.join("weights/epsvae-small.safetensors")).unwrap(), &device).unwrap();
+    let img = Planar::decode(&std::fs::read(dir.join("www/samples/citrus.jpg")).unwrap()).unwrap().center_square(256);
+    let lat = pipeline::encode(&model, &h.config, &img, &device);
+    let [_, c, lh, lw] = lat.z.dims();
+    let l = epsvae::latent::LinkLatent {
+        channels: c, height: lh, width: lw, image_width: 256, image_height: 256, weights_tag: [0; 4], values: host(lat.z),
+    };
+    let text = epsvae::latent::encode(&l, h.config.latent.link_bits);
+    assert!(text.len() < 4000, "{} characters", text.len());
+    assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "base64url only");
+}
+
+#[test]
+fn damaged_links_are_rejected_with_a_reason() {
+    use epsvae::latent::{LinkError, decode, encode};
+    let text = encode(&link_latent(vec![0.25; 8 * 4 * 4], 8, 4, 4), 8);
+    for cut in 1..=8 {
+        let e = decode(&text[..text.len() - cut]).expect_err("a truncated link is rejected").to_string();
+        assert!(e.contains("cut short"), "cut {cut}: {e}");
+    }
+    assert!(matches!(decode("not*base64!"), Err(LinkError::Base64(_))));
+    assert!(matches!(decode(""), Err(LinkError::Corrupt(_))));
+    let mut flipped = text.clone().into_bytes();
+    flipped[text.len() / 2] = if flipped[text.len() / 2] == b'A' { b'B' } else { b'A' };
+    assert!(decode(std::str::from_utf8(&flipped).unwrap()).is_err(), "an altered character is caught");
+    let other = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, miniz_oxide::deflate::compress_to_vec_zlib(b"PK\x03\x04 a zip, not a latent", 6));
+    assert!(decode(&other).unwrap_err().to_string().contains("expected \"eV\""));
+}
