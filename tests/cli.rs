@@ -96,3 +96,20 @@ fn bad_inputs_fail_with_a_clear_message() {
     let o = epsvae(&["reconstruct", sample().to_str().unwrap(), "o.png", "--weights", "/nonexistent.safetensors"]);
     assert!(!o.status.success() && text(&o).contains("HINT"), "{}", text(&o));
 }
+
+#[test]
+fn the_server_serves_only_the_site_with_browser_mime_types() {
+    use epsvae::serve::{mime, resolve};
+    let root = scratch("site");
+    std::fs::write(root.join("index.html"), "<!doctype html>").unwrap();
+    std::fs::create_dir_all(root.join("pkg")).unwrap();
+    std::fs::write(root.join("pkg/m.wasm"), [0, 97, 115, 109]).unwrap();
+    std::fs::write(root.parent().unwrap().join("secret.txt"), "outside").unwrap();
+    assert_eq!(resolve(&root, "/").unwrap(), root.join("index.html").canonicalize().unwrap());
+    assert!(resolve(&root, "/pkg/m.wasm?v=1#x").is_some());
+    for bad in ["/../secret.txt", "/pkg/../../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/missing.js"] {
+        assert!(resolve(&root, bad).is_none(), "{bad} must not be served");
+    }
+    assert_eq!(mime(std::path::Path::new("a.wasm")), "application/wasm");
+    assert_eq!(mime(std::path::Path::new("a.js")), "text/javascript; charset=utf-8");
+}

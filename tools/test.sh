@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test of the project on a fresh machine (installs what is missing first).
+# Runs every test of the project on a fresh machine (installs what is missing first): the Rust
+# tests (model, flow, weight file, CLI, training units), then the page in headless Chromium on
+# WebGPU (SwiftShader) and on the CPU, against the site built from this checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/setup.sh
 # The flex-vs-wgpu parity test must not skip itself: lavapipe is installed above.
 export EPSVAE_REQUIRE_WGPU=1
 cargo test --workspace 2>&1
+bash tools/site.sh target/site
+node --test --test-concurrency=1 tests/browser.test.mjs 2>&1

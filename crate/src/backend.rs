@@ -1,5 +1,6 @@
 //! The backend is a run-time value: burn 0.22 tensors carry it in their `Device`.
 
+#[cfg(not(target_arch = "wasm32"))]
 use burn::tensor::Device;
 
 /// Backends this build can run on.

@@ -40,6 +40,14 @@ impl Flow {
         (a.powi_scalar(2) + t.powi_scalar(2)).sqrt()
     }
 
+    /// Scale that shows x_t as a picture: x_t · 0.5 / s(t) has the spread of an image in [-1, 1]
+    /// (pure noise at t = 1 shown at half amplitude; at t = 0, x_t = γ·x0 is shown as x0 when
+    /// σ_data = 0.5).
+    pub fn display_scale(&self, t: f64) -> f64 {
+        let a = (1.0 - t) * self.gamma * self.sigma_data;
+        0.5 / (a * a + t * t).sqrt()
+    }
+
     /// v̂ = G(x_t / s(t), time_scale·t, z), with t: [B].
     pub fn velocity(&self, decoder: &Decoder, x_t: Tensor<4>, t: Tensor<1>, z: Tensor<4>) -> Tensor<4> {
         let s = per_sample(self.input_scale(t.clone()));

@@ -50,7 +50,7 @@ pub enum LinkError {
 /// Level of value `v` ∈ [−1, 1] on a uniform grid of 2^bits levels.
 fn quantize(v: f32, bits: u32) -> u32 {
     let top = ((1u32 << bits) - 1) as f32;
-    ((v.clamp(-1.0, 1.0) + 1.0) * 0.5 * top).round() as u32
+    ((v.clamp(-1.0, 1.0) + 1.0) * (0.5 * top)).round() as u32
 }
 
 fn dequantize(q: u32, bits: u32) -> f32 {

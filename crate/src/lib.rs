@@ -9,6 +9,7 @@
 //! | [`latent`] | the quantised, compressed latent that a shared link carries |
 //! | [`image`] | RGBA and image files ↔ planar images ↔ tensors, padding, PSNR, SSIM |
 //! | [`backend`] | choosing the device at run time (flex CPU, wgpu) |
+//! | `web` | the wasm-bindgen API of the page (feature `web`) |
 //! | [`pipeline`] | encode → sample → image, as the CLI, tests and page run it |
 //! | `train` | corpus crops, ST-LPIPS, discriminator, training loop (feature `train`) |
 
@@ -19,9 +20,13 @@ pub mod image;
 pub mod latent;
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "cli")]
+pub mod serve;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod weights;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use config::ModelConfig;
 pub use model::{Autoencoder, Part};

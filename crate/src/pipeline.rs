@@ -26,10 +26,20 @@ impl Latent {
     }
 }
 
+/// Encodes `image`. The latent is put on the uniform grid that links use (`latent.link_bits`), so
+/// the image decoded here and the one decoded from a shared link come from the same numbers.
 pub fn encode(model: &Autoencoder, cfg: &ModelConfig, image: &Planar, device: &Device) -> Latent {
     let f = cfg.downsample_factor();
     let x = image.pad_to_multiple(f).to_tensor(device);
-    Latent { z: model.encode(x), width: image.width, height: image.height }
+    let z = quantize_latent(model.encode(x), cfg.latent.link_bits);
+    Latent { z, width: image.width, height: image.height }
+}
+
+/// Rounds z ∈ [−1, 1] to the nearest of 2^bits uniform levels (the same arithmetic as
+/// `latent::encode` followed by `latent::decode`).
+pub fn quantize_latent(z: Tensor<4>, bits: u32) -> Tensor<4> {
+    let top = ((1u32 << bits) - 1) as f64;
+    ((z.clamp(-1.0, 1.0) + 1.0) * (0.5 * top)).round() / top * 2.0 - 1.0
 }
 
 /// The starting noise for decoding `latent` with `seed`, [1, 3, Hp, Wp].

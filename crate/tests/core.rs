@@ -468,3 +468,15 @@ fn damaged_links_are_rejected_with_a_reason() {
     let other = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, miniz_oxide::deflate::compress_to_vec_zlib(b"PK\x03\x04 a zip, not a latent", 6));
     assert!(decode(&other).unwrap_err().to_string().contains("expected \"eV\""));
 }
+
+#[test]
+fn encoded_latents_survive_the_link_bit_for_bit() {
+    let device = Device::flex();
+    let (cfg, model) = tiny_model(4, &device);
+    let lat = pipeline::encode(&model, &cfg, &test_image(20, 12), &device);
+    let [_, c, h, w] = lat.z.dims();
+    let values = host(lat.z.clone());
+    let l = epsvae::latent::LinkLatent { channels: c, height: h, width: w, image_width: 20, image_height: 12, weights_tag: [0; 4], values: values.clone() };
+    let back = epsvae::latent::decode(&epsvae::latent::encode(&l, cfg.latent.link_bits)).unwrap();
+    assert_eq!(back.values, values, "the page's latent and the link's latent are the same numbers");
+}

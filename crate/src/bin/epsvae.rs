@@ -133,6 +133,13 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Serve a folder (the site built by tools/site.sh) on 127.0.0.1.
+    Serve {
+        #[arg(default_value = "target/site")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Write the SHA-256 manifest (manifest.json) of the weight files in a folder.
     Manifest {
         #[arg(default_value = "weights")]
@@ -214,8 +221,8 @@ fn main() -> Result<()> {
                 let x0 = Planar::from_tensor(f.x0_hat.clone()).crop(img.width, img.height);
                 eprintln!("step {}/{steps} t {:.4} -> {:.4}: {}", f.index + 1, f.t, f.t_next, ms(last));
                 if let Some(dir) = &frames {
-                    // x_t is shown divided by its analytic scale so it stays in range.
-                    let xt = Planar::from_tensor(f.x_t.clone() / 2.0).crop(img.width, img.height);
+                    let shown = f.x_t.clone() * epsvae::flow::Flow::new(&cfg.flow).display_scale(f.t);
+                    let xt = Planar::from_tensor(shown).crop(img.width, img.height);
                     for (name, p) in [("xt", &xt), ("x0hat", &x0)] {
                         if let Err(e) = save(p, &dir.join(format!("step{}_{name}.png", f.index + 1))) {
                             err.get_or_insert(e);
@@ -299,6 +306,12 @@ fn main() -> Result<()> {
             if let Some(j) = json {
                 std::fs::write(&j, serde_json::to_string_pretty(&rows)?)?;
             }
+        }
+        Cmd::Serve { dir, port } => {
+            if !dir.join("index.html").is_file() {
+                bail!("{} has no index.html\n---> HINT: build the site first with `bash tools/site.sh`", dir.display());
+            }
+            epsvae::serve::serve(&dir, port).with_context(|| format!("serving on 127.0.0.1:{port}"))?;
         }
         Cmd::Manifest { dir } => {
             let m = weights::manifest(&dir).map_err(anyhow::Error::msg)?;

@@ -1,0 +1,249 @@
+// End-to-end tests of the page in Debian's headless Chromium, driven by Playwright (playwright-core):
+// the real wasm build, real WebGPU (SwiftShader) and the CPU fallback, the real shipped weights.
+// Run by tools/test.sh after the site is built: node --test tests/browser.test.mjs
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const cli = join(root, "target/debug/epsvae");
+const site = process.env.EPSVAE_SITE || join(root, "target/site");
+const scratch = mkdtempSync(join(tmpdir(), "epsvae-browser-"));
+const TIMEOUT = 600_000; // SwiftShader is slow and compiles shaders on first use
+const FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
+
+let server;
+let origin;
+
+before(async () => {
+  server = spawn(cli, ["serve", site, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+  origin = await new Promise((resolve, reject) => {
+    let err = "";
+    server.stderr.on("data", (d) => {
+      err += d;
+      const m = err.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
+      if (m) resolve(`http://127.0.0.1:${m[1]}`);
+    });
+    server.on("exit", (c) => reject(new Error(`server exited ${c}: ${err}`)));
+  });
+});
+after(() => server && server.kill());
+
+async function browser(webgpu) {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [...FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu"] : [])],
+  });
+}
+
+// A page with request logging; `requests` lists every URL the page asked for.
+async function open(b, query = "", hash = "") {
+  const context = await b.newContext();
+  const page = await context.newPage();
+  const requests = [];
+  context.on("request", (r) => requests.push(r.url()));
+  page.on("pageerror", (e) => console.error("pageerror:", e.message));
+  await page.goto(`${origin}/${query}${hash}`);
+  return { context, page, requests };
+}
+
+async function ready(page) {
+  await page.waitForFunction(() => window.epsvae && (window.epsvae.ready || !document.getElementById("error").hidden), null, { timeout: TIMEOUT });
+  const err = await page.$eval("#error", (e) => (e.hidden ? "" : e.textContent));
+  assert.equal(err, "", `the page showed an error while loading: ${err}`);
+}
+
+// Waits until the page finishes a new decode or shows a new error.
+async function settled(page, before) {
+  await page.waitForFunction(
+    (b) => {
+      const e = document.getElementById("error");
+      return (document.body.dataset.done && document.body.dataset.done !== b.done) || (!e.hidden && e.textContent !== b.error);
+    },
+    before,
+    { timeout: TIMEOUT },
+  );
+}
+const snapshot = (page) => page.evaluate(() => ({ done: document.body.dataset.done || "", error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent }));
+
+async function decodeFile(page, file) {
+  const before = await snapshot(page);
+  await page.setInputFiles("#file", file);
+  await settled(page, before);
+  const err = await page.$eval("#error", (e) => (e.hidden ? "" : e.textContent));
+  assert.equal(err, "", `the page showed an error: ${err}`);
+  return page.evaluate(() => ({ rgba: Array.from(window.epsvae.final.x0_hat), w: window.epsvae.final.width, h: window.epsvae.final.height, frames: window.epsvae.frames.length }));
+}
+
+function cliReference(file, steps = 3, seed = 0) {
+  const out = join(scratch, `ref-${steps}-${seed}.png`);
+  execFileSync(cli, ["reconstruct", file, out, "--steps", String(steps), "--seed", String(seed), "--weights", join(site, "weights", JSON.parse(readFileSync(join(site, "weights/manifest.json"))).find((e) => e.parts.includes("decoder")).file)], { stdio: "pipe" });
+  return out;
+}
+
+// Reads a PNG through the page's own browser decoder, so both sides compare 8-bit RGBA.
+async function pngPixels(page, file) {
+  const b64 = readFileSync(file).toString("base64");
+  return page.evaluate(async (b64) => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bmp = await createImageBitmap(blob);
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    const ctx = c.getContext("2d");
+    ctx.drawImage(bmp, 0, 0);
+    return { rgba: Array.from(ctx.getImageData(0, 0, bmp.width, bmp.height).data), w: bmp.width, h: bmp.height };
+  }, b64);
+}
+
+function maxDiff(a, b) {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) if (i % 4 !== 3) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+const input = join(root, "crate/tests/data/lpips/wide_a.png"); // lossless: both sides read the same pixels
+
+for (const backend of ["webgpu", "cpu"]) {
+  test(`${backend}: a photo decodes in 3 steps and matches the native CLI within 2/255`, { timeout: TIMEOUT }, async () => {
+    const b = await browser(true);
+    try {
+      const { page, requests } = await open(b, `?backend=${backend}`);
+      await ready(page);
+      assert.equal(await page.evaluate(() => window.epsvae.backend), backend, await page.$eval("#backend-info", (e) => e.textContent));
+      assert.ok((await page.evaluate(() => window.epsvae.progress)) >= 1, "progress reached 100%");
+      const got = await decodeFile(page, input);
+      assert.equal(got.frames, 3);
+      const want = await pngPixels(page, cliReference(input));
+      assert.deepEqual([got.w, got.h], [want.w, want.h]);
+      const d = maxDiff(got.rgba, want.rgba);
+      assert.ok(d <= 2, `max difference ${d}/255 from the CLI`);
+      const foreign = requests.filter((u) => !u.startsWith(origin) && !u.startsWith("data:") && !u.startsWith("blob:"));
+      assert.deepEqual(foreign, [], "no request leaves the page's origin");
+    } finally {
+      await b.close();
+    }
+  });
+}
+
+test("a second visit downloads no weights (Cache API)", { timeout: TIMEOUT }, async () => {
+  const b = await browser(false);
+  try {
+    const { page, requests } = await open(b, "?backend=cpu");
+    await ready(page);
+    assert.ok(requests.some((u) => u.endsWith(".safetensors")), "the first visit downloads the weights");
+    requests.length = 0;
+    await page.reload();
+    await ready(page);
+    assert.deepEqual(requests.filter((u) => u.endsWith(".safetensors")), [], "the second visit reads them from the cache");
+    assert.ok(await page.evaluate(() => window.epsvae.weightsFromCache));
+  } finally {
+    await b.close();
+  }
+});
+
+test("without --enable-unsafe-webgpu the page falls back to the CPU and says why", { timeout: TIMEOUT }, async () => {
+  const b = await browser(false);
+  try {
+    const { page } = await open(b, "?backend=webgpu");
+    await ready(page);
+    assert.equal(await page.evaluate(() => window.epsvae.backend), "cpu");
+    const info = await page.$eval("#backend-info", (e) => e.textContent);
+    assert.match(info, /because WebGPU is unavailable: .+/);
+  } finally {
+    await b.close();
+  }
+});
+
+test("a shared link reproduces the image in a fresh browser and is short", { timeout: TIMEOUT }, async () => {
+  const b = await browser(false);
+  try {
+    // A 256×256 image, the size the link budget is stated for.
+    const square = join(scratch, "square.png");
+    const { page } = await open(b, "?backend=cpu");
+    await ready(page);
+    // Make the 256×256 input in the page from the sample.
+    const sq = await page.evaluate(async () => {
+      const bmp = await createImageBitmap(await (await fetch("samples/citrus.jpg")).blob());
+      const c = new OffscreenCanvas(256, 256);
+      c.getContext("2d").drawImage(bmp, 0, 0, 256, 256);
+      const blob = await c.convertToBlob({ type: "image/png" });
+      return Array.from(new Uint8Array(await blob.arrayBuffer()));
+    });
+    writeFileSync(square, Buffer.from(sq));
+    const first = await decodeFile(page, square);
+    await page.click("#copy-link");
+    await page.waitForFunction(() => window.epsvae.link, null, { timeout: TIMEOUT });
+    const link = await page.evaluate(() => window.epsvae.link);
+    assert.ok(link.length < 4000, `link is ${link.length} characters`);
+    const fresh = await b.newContext();
+    const p2 = await fresh.newPage();
+    await p2.goto(link);
+    await p2.waitForFunction(() => document.body.dataset.done || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.equal(await p2.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
+    const again = await p2.evaluate(() => Array.from(window.epsvae.final.x0_hat));
+    const d = maxDiff(first.rgba, again);
+    assert.ok(d <= 2, `the link's decode differs from the original's by ${d}/255`);
+  } finally {
+    await b.close();
+  }
+});
+
+test("bad inputs show their error and the page still decodes the next valid input", { timeout: TIMEOUT }, async () => {
+  const b = await browser(false);
+  try {
+    // Corrupt weights: the page says so; the cache is not poisoned, so a reload recovers.
+    const context = await b.newContext();
+    const page = await context.newPage();
+    await page.route("**/*.safetensors", async (route) => {
+      const res = await route.fetch();
+      const body = Buffer.from(await res.body());
+      body[body.length - 100] ^= 0xff;
+      await route.fulfill({ response: res, body });
+    });
+    await page.goto(`${origin}/?backend=cpu`);
+    await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.match(await page.$eval("#error", (e) => e.textContent), /corrupted|SHA-256/);
+    await page.unroute("**/*.safetensors");
+    await page.reload();
+    await ready(page);
+
+    // A file that is not an image.
+    const notImage = join(scratch, "notes.png");
+    writeFileSync(notImage, "these are notes, not pixels");
+    await page.setInputFiles("#file", notImage);
+    await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.match(await page.$eval("#error", (e) => e.textContent), /could not decode the image/);
+    const ok = await decodeFile(page, input);
+    assert.equal(ok.frames, 3);
+
+    // A malformed link.
+    await page.goto(`${origin}/?backend=cpu#v=1&steps=3&seed=0&z=AAAAbroken`);
+    await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.match(await page.$eval("#error", (e) => e.textContent), /link/);
+    const ok2 = await decodeFile(page, input);
+    assert.equal(ok2.frames, 3);
+  } finally {
+    await b.close();
+  }
+});
+
+test("the page explains what it shows: weights, latent size, compression", { timeout: TIMEOUT }, async () => {
+  const b = await browser(false);
+  try {
+    const { page } = await open(b, "?backend=cpu");
+    await ready(page);
+    assert.match(await page.$eval("#weights-note", (e) => e.textContent), /^Weights: small preset, int8, /);
+    await decodeFile(page, input);
+    // 96×80 at f = 16: 8 channels of 6×5.
+    assert.match(await page.$eval("#cap-latent", (e) => e.textContent), /8 channels of 6×5; 240 values for 23040 image bytes \(96:1\)/);
+    assert.equal(await page.$$eval("#metrics tbody tr", (r) => r.length), 2, "ε-VAE and VAE baseline metrics");
+  } finally {
+    await b.close();
+  }
+});

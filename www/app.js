@@ -1,0 +1,404 @@
+// The page: streams the weights, picks a backend, takes an image, and drives the denoiser one Euler
+// step per animation frame so every x_t and x̂0 is shown as it is computed. The model runs in
+// worker.js; this file only draws and keeps state.
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const MAX_SIDE = Math.max(32, Math.min(2048, parseInt(params.get("max") || "512", 10) || 512));
+if (params.get("embed") === "1") document.body.classList.add("embed");
+
+// ---- worker RPC ------------------------------------------------------------------------------
+let worker = null;
+let nextId = 0;
+const pending = new Map();
+function startWorker() {
+  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  worker.onmessage = (e) => {
+    const m = e.data;
+    if (m.type === "progress") return onProgress(m);
+    const p = pending.get(m.id);
+    pending.delete(m.id);
+    if (m.ok) p.resolve(m.result);
+    else p.reject(new Error(m.error));
+  };
+  worker.onerror = (e) => showError(`the model worker failed: ${e.message || "unknown error"}`);
+}
+function call(cmd, ...args) {
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, cmd, args });
+  });
+}
+
+// ---- state -----------------------------------------------------------------------------------
+const state = {
+  ready: false, // encoder and ε-decoder weights are in
+  image: null, // {width, height, rgba}
+  frames: [], // frames of the current run
+  shown: -1,
+  playing: false,
+  runId: 0, // a new input or setting bumps it, cancelling the run in progress
+  grid: [],
+  timings: {},
+  baseline: null,
+  hasBaseline: false,
+  manifest: null,
+  gamma: 0.6,
+};
+window.epsvae = state; // for tests and the curious
+
+function showError(msg) {
+  const e = $("error");
+  e.textContent = msg;
+  e.hidden = false;
+  setStatus("error: see above");
+}
+function clearError() {
+  $("error").hidden = true;
+}
+function setStatus(s) {
+  $("status").textContent = s;
+}
+function timing(name, ms) {
+  state.timings[name] = ms;
+  $("timing-list").innerHTML = Object.entries(state.timings)
+    .map(([k, v]) => `<li>${k}: ${v.toFixed(0)} ms</li>`)
+    .join("");
+}
+
+// ---- drawing ---------------------------------------------------------------------------------
+function draw(canvas, rgba, w, h) {
+  canvas.width = w;
+  canvas.height = h;
+  canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), w, h), 0, 0);
+}
+function drawGrid(current) {
+  const g = state.grid;
+  const svg = $("grid");
+  if (!g.length) return (svg.innerHTML = "");
+  const x = (i) => 20 + (i * 280) / (g.length - 1);
+  const y = (t) => 100 - t * 85;
+  let s = `<line x1="20" y1="100" x2="300" y2="100" stroke="#999"/><line x1="20" y1="15" x2="20" y2="100" stroke="#999"/>`;
+  s += `<text x="2" y="19" font-size="10">1</text><text x="2" y="103" font-size="10">0</text><text x="150" y="116" font-size="10">step i</text>`;
+  s += `<polyline fill="none" stroke="#4b6bdc" stroke-width="2" points="${g.map((t, i) => `${x(i)},${y(t)}`).join(" ")}"/>`;
+  g.forEach((t, i) => {
+    const on = i === current;
+    s += `<circle cx="${x(i)}" cy="${y(t)}" r="${on ? 6 : 3}" fill="${on ? "#e0503c" : "#4b6bdc"}"><title>t${i} = ${t.toFixed(4)}</title></circle>`;
+    s += `<text x="${x(i) - 8}" y="${y(t) - 8}" font-size="9">${t.toFixed(3)}</text>`;
+  });
+  svg.innerHTML = s;
+}
+function showFrame(i) {
+  const f = state.frames[i];
+  if (!f) return;
+  state.shown = i;
+  draw($("c-xt"), f.x_t, f.width, f.height);
+  draw($("c-x0"), f.x0_hat, f.width, f.height);
+  $("cap-xt").innerHTML = `noisy state x<sub>t</sub> at t = ${f.t.toFixed(4)}`;
+  $("cap-x0").innerHTML = `estimate x̂<sub>0</sub> from step ${f.index + 1} of ${f.steps}${f.done ? " (final image)" : ""}`;
+  $("scrub").max = String(Math.max(0, state.frames.length - 1));
+  $("scrub").value = String(i);
+  $("frame-label").textContent = `step ${f.index + 1}/${f.steps}`;
+  drawGrid(f.index);
+}
+
+// ---- weights ---------------------------------------------------------------------------------
+const loadState = { slots: {}, t0: 0 };
+function onProgress(m) {
+  loadState.slots[m.slot] = m;
+  const all = Object.values(loadState.slots);
+  const received = all.reduce((a, s) => a + s.received, 0);
+  const total = state.manifestTotal || all.reduce((a, s) => a + s.total, 0);
+  const secs = (performance.now() - loadState.t0) / 1000;
+  const rate = received / Math.max(secs, 1e-3);
+  const eta = rate > 0 ? (total - received) / rate : 0;
+  $("bar").style.width = `${((100 * received) / total).toFixed(1)}%`;
+  $("progress-text").textContent =
+    `weights: ${(received / 1e6).toFixed(2)} of ${(total / 1e6).toFixed(2)} MB (${((100 * received) / total).toFixed(0)}%)` +
+    `${m.fromCache ? ", from this browser's cache" : `, ${(rate / 1e6).toFixed(1)} MB/s, ETA ${eta.toFixed(1)} s`}`;
+  state.progress = received / total;
+  if (m.header && m.slot === 0) {
+    state.gamma = m.header.gamma;
+    $("gamma").textContent = String(m.header.gamma);
+    const p = m.header.provenance;
+    $("weights-note").textContent =
+      p.origin === "trained"
+        ? `Weights: ${m.header.preset} preset, ${m.header.storage}, trained ${p.training_steps} steps on ${p.images_seen} images.`
+        : `Weights: ${m.header.preset} preset, ${m.header.storage}, NOT TRAINED (${p.origin}): reconstructions will not resemble the input.`;
+  }
+  for (const part of m.parts || []) {
+    if (m.slot === 0 && part === "encoder") setStatus("encoder ready; the decoder is still arriving");
+    if (part === "baseline") state.hasBaseline = true;
+  }
+}
+
+async function loadWeights() {
+  const t0 = performance.now();
+  const res = await fetch("weights/manifest.json", { cache: "no-store" });
+  if (!res.ok) throw new Error(`weights/manifest.json: HTTP ${res.status}`);
+  const manifest = await res.json();
+  state.manifest = manifest;
+  const eps = manifest.find((e) => e.parts.includes("decoder"));
+  if (!eps) throw new Error("weights/manifest.json lists no file with an ε-decoder");
+  const vae = manifest.find((e) => e !== eps && e.parts.includes("baseline"));
+  state.manifestTotal = eps.bytes + (vae ? vae.bytes : 0);
+  loadState.t0 = performance.now();
+  const jobs = [call("load", 0, `weights/${eps.file}`, eps.sha256, eps.bytes)];
+  if (vae) jobs.push(call("load", 1, `weights/${vae.file}`, vae.sha256, vae.bytes));
+  const results = await Promise.all(jobs);
+  if (eps.parts.includes("baseline") || vae) state.hasBaseline = true;
+  timing(results[0].fromCache ? "weights (from cache)" : "weights download", performance.now() - t0);
+  state.weightsFromCache = results.every((r) => r.fromCache);
+}
+
+// ---- backend ---------------------------------------------------------------------------------
+async function boot(preferred) {
+  state.ready = false;
+  state.runId++;
+  if (worker) worker.terminate();
+  for (const p of pending.values()) p.reject(new Error("restarted"));
+  pending.clear();
+  startWorker();
+  const t0 = performance.now();
+  const info = await call("init");
+  timing("wasm compile", info.ms);
+  let backend = preferred;
+  let reason = "";
+  if (backend === "webgpu" && !info.gpu.available) {
+    backend = "cpu";
+    reason = info.gpu.reason;
+  }
+  let opened;
+  try {
+    opened = await call("open", backend);
+  } catch (e) {
+    if (backend !== "webgpu") throw e;
+    reason = e.message;
+    backend = "cpu";
+    opened = await call("open", backend);
+  }
+  timing("device init", opened.ms);
+  state.backend = backend;
+  $("backend").value = backend;
+  const g = info.gpu;
+  $("backend-info").textContent =
+    backend === "webgpu"
+      ? `WebGPU: ${g.name}${g.fallback ? " (software fallback adapter)" : ""}; max storage binding ${(g.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`
+      : `CPU (wasm)${reason ? ` because WebGPU is unavailable: ${reason}` : ""}`;
+  state.fallbackReason = reason;
+  setStatus("loading weights…");
+  await loadWeights();
+  state.ready = true;
+  timing("ready (total)", performance.now() - t0);
+  setStatus(`ready on ${backend === "webgpu" ? "WebGPU" : "CPU"}: choose an image`);
+}
+
+// ---- input -----------------------------------------------------------------------------------
+async function fileToImage(blob) {
+  try {
+    const bmp = await createImageBitmap(blob);
+    const s = Math.min(1, MAX_SIDE / Math.max(bmp.width, bmp.height));
+    const w = Math.max(1, Math.round(bmp.width * s));
+    const h = Math.max(1, Math.round(bmp.height * s));
+    const c = new OffscreenCanvas(w, h);
+    const ctx = c.getContext("2d");
+    ctx.drawImage(bmp, 0, 0, w, h);
+    return { width: w, height: h, rgba: ctx.getImageData(0, 0, w, h).data };
+  } catch {
+    // The browser could not decode it: ask the model's own decoder, whose error names the problem.
+    const bytes = new Uint8Array(await blob.arrayBuffer());
+    return await call("decodeImage", bytes, MAX_SIDE);
+  }
+}
+
+async function useImage(img, source) {
+  clearError();
+  if (!state.ready) throw new Error("the weights are still loading; try again in a moment");
+  state.image = img;
+  state.runId++;
+  draw($("c-input"), img.rgba, img.width, img.height);
+  setStatus(`encoding ${source} (${img.width}×${img.height})…`);
+  const enc = await call("encode", img.rgba, img.width, img.height);
+  timing("encode", enc.ms);
+  await showLatentInfo(enc);
+  await afterLatent();
+}
+
+async function showLatentInfo(enc) {
+  const lat = await call("latentImage");
+  draw($("c-latent"), lat.rgba, lat.width, lat.height);
+  const bytesIn = enc.width * enc.height * 3;
+  const values = enc.channels * enc.latent_height * enc.latent_width;
+  $("cap-latent").textContent = `latent z: ${enc.channels} channels of ${enc.latent_width}×${enc.latent_height}; ${values} values for ${bytesIn} image bytes (${(bytesIn / values).toFixed(0)}:1)`;
+}
+
+async function afterLatent() {
+  state.baseline = null;
+  if (state.hasBaseline && state.image) {
+    try {
+      const b = await call("baseline");
+      timing("VAE baseline decode", b.ms);
+      state.baseline = b.rgba;
+      draw($("c-vae"), b.rgba, state.image.width, state.image.height);
+    } catch (e) {
+      showError(e.message);
+    }
+  }
+  await run();
+}
+
+// ---- the decode loop -------------------------------------------------------------------------
+function settings() {
+  const steps = Math.max(1, Math.min(8, parseInt($("steps").value, 10) || 3));
+  const seed = Math.max(0, Math.min(4294967295, parseInt($("seed").value, 10) || 0));
+  $("steps").value = String(steps);
+  $("seed").value = String(seed);
+  return { steps, seed };
+}
+
+async function run() {
+  const id = ++state.runId;
+  const { steps, seed } = settings();
+  state.frames = [];
+  state.grid = await call("begin", steps, seed);
+  drawGrid(0);
+  state.playing = true;
+  setStatus(`denoising: ${steps} Euler step${steps > 1 ? "s" : ""}, seed ${seed}`);
+  await playLoop(id);
+}
+
+async function playLoop(id) {
+  while (state.playing && id === state.runId) {
+    const last = state.frames[state.frames.length - 1];
+    if (last && last.done) break;
+    await new Promise((r) => requestAnimationFrame(r));
+    if (id !== state.runId) return; // cancelled by a new input or setting
+    const f = await call("step");
+    if (id !== state.runId) return;
+    timing(`step ${f.index + 1}`, f.ms);
+    state.frames.push(f);
+    showFrame(state.frames.length - 1);
+  }
+  const last = state.frames[state.frames.length - 1];
+  if (last && last.done && id === state.runId) finished(last);
+}
+
+async function finished(f) {
+  state.playing = false;
+  const rows = [];
+  if (state.image && !state.fromLink) {
+    const [p, s] = await call("metrics", state.image.rgba, f.x0_hat, f.width, f.height);
+    rows.push(["ε-VAE", p, s]);
+    if (state.baseline) {
+      const [pb, sb] = await call("metrics", state.image.rgba, state.baseline, f.width, f.height);
+      rows.push(["VAE baseline", pb, sb]);
+    }
+  }
+  $("metrics").querySelector("tbody").innerHTML = rows
+    .map(([n, p, s]) => `<tr><td>${n}</td><td>${p.toFixed(2)}</td><td>${s.toFixed(4)}</td></tr>`)
+    .join("");
+  state.final = f;
+  setStatus(`done: ${f.steps} step${f.steps > 1 ? "s" : ""}, seed ${$("seed").value}`);
+  document.body.dataset.done = String(state.runId);
+}
+
+// ---- sharing ---------------------------------------------------------------------------------
+async function copyLink() {
+  const z = await call("exportLatent");
+  const { steps, seed } = settings();
+  const url = `${location.origin}${location.pathname}${location.search}#v=1&steps=${steps}&seed=${seed}&z=${z}`;
+  state.link = url;
+  $("link-info").textContent = `link: ${url.length} characters (the latent is ${z.length} of them)`;
+  try {
+    await navigator.clipboard.writeText(url);
+    $("link-info").textContent += ", copied";
+  } catch {
+    $("link-info").textContent += " (copy it from the address bar)";
+  }
+  history.replaceState(null, "", url);
+}
+
+async function openLink(hash) {
+  const h = new URLSearchParams(hash.replace(/^#/, ""));
+  if (h.get("v") !== "1") throw new Error(`this link's format v=${h.get("v")} is not one this page reads (v=1)`);
+  const steps = parseInt(h.get("steps") || "3", 10);
+  const seed = parseInt(h.get("seed") || "0", 10);
+  if (!(steps >= 1 && steps <= 8)) throw new Error(`this link's steps=${h.get("steps")} is not in 1..8`);
+  if (!(seed >= 0 && seed <= 4294967295)) throw new Error(`this link's seed=${h.get("seed")} is not in 0..4294967295`);
+  const z = h.get("z");
+  if (!z) throw new Error("this link has no latent (z=…)");
+  $("steps").value = String(steps);
+  $("seed").value = String(seed);
+  const info = await call("importLatent", z);
+  state.fromLink = true;
+  state.image = null;
+  if (!info.weights_match) setStatus("note: this link was made with other weights; the image may differ");
+  await run();
+}
+
+// ---- wiring ----------------------------------------------------------------------------------
+async function guarded(f) {
+  try {
+    await f();
+  } catch (e) {
+    if (e.message !== "restarted") showError(e.message);
+  }
+}
+$("file").addEventListener("change", (e) => guarded(async () => {
+  const f = e.target.files[0];
+  if (f) await useImage(await fileToImage(f), f.name);
+  e.target.value = "";
+}));
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dragging");
+  const f = e.dataTransfer.files[0];
+  if (f) guarded(async () => useImage(await fileToImage(f), f.name));
+});
+document.addEventListener("paste", (e) => {
+  const item = [...e.clipboardData.items].find((i) => i.kind === "file");
+  if (item) guarded(async () => useImage(await fileToImage(item.getAsFile()), "pasted image"));
+});
+$("steps").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
+$("seed").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
+$("another-seed").addEventListener("click", () => guarded(async () => {
+  $("seed").value = String((parseInt($("seed").value, 10) + 1) >>> 0);
+  await run();
+}));
+$("play").addEventListener("click", () => guarded(async () => { if (!state.playing) { state.playing = true; await playLoop(state.runId); } }));
+$("pause").addEventListener("click", () => { state.playing = false; });
+$("step-once").addEventListener("click", () => guarded(async () => { state.playing = true; const id = state.runId; const f = await call("step"); state.playing = false; state.frames.push(f); showFrame(state.frames.length - 1); if (f.done) finished(f); void id; }));
+$("replay").addEventListener("click", () => guarded(run));
+$("scrub").addEventListener("input", (e) => showFrame(parseInt(e.target.value, 10)));
+$("copy-link").addEventListener("click", () => guarded(copyLink));
+$("clear-cache").addEventListener("click", () => guarded(async () => { await call("clearCache"); setStatus("cached weights cleared; they download again on the next visit"); }));
+$("backend").addEventListener("change", (e) => guarded(() => boot(e.target.value)));
+
+async function samples() {
+  const credits = await (await fetch("samples/credits.json")).json();
+  $("samples").innerHTML = credits
+    .map((c) => `<img src="samples/${c.file}" alt="${c.title}" title="${c.title} — ${c.package}, ${c.licence}" data-file="${c.file}">`)
+    .join("");
+  $("samples").querySelectorAll("img").forEach((el) =>
+    el.addEventListener("click", () => guarded(async () => {
+      state.fromLink = false;
+      await useImage(await fileToImage(await (await fetch(el.src)).blob()), el.dataset.file);
+    })),
+  );
+}
+
+window.addEventListener("hashchange", () => guarded(async () => {
+  if (state.ready && location.hash.length > 1) {
+    clearError();
+    await openLink(location.hash);
+  }
+}));
+
+guarded(async () => {
+  await samples();
+  const wanted = params.get("backend") === "cpu" ? "cpu" : "webgpu";
+  await boot(wanted);
+  if (location.hash.length > 1) await openLink(location.hash);
+});
