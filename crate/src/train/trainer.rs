@@ -61,7 +61,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warm-up steps (paper: 5k at batch 256).
     pub warmup: u64,
-    /// EMA decay of the generator (paper: 0.999).
+    /// EMA decay of the generator (paper: 0.999), reached after a warm-up of
+    /// (1 + step)/(10 + step) *(choice)*.
     pub ema: f64,
     /// Weight of ST-LPIPS on x̂0 (paper: 0.5).
     pub lpips_weight: f64,
@@ -321,7 +322,10 @@ impl Trainer {
             let grads = GradientsParams::from_grads(d_loss.backward(), &self.disc);
             self.disc = self.optim_d.step(lr, self.disc.clone(), grads);
         }
-        self.ema = ema_update(self.ema.clone(), &params_by_path(&self.generator.valid()), self.cfg.ema);
+        // EMA with the usual warm-up (decay grows as (1 + step)/(10 + step) up to cfg.ema), so early
+        // exports are not dominated by the random initial weights.
+        let decay = self.cfg.ema.min((1.0 + self.state.step as f64) / (10.0 + self.state.step as f64));
+        self.ema = ema_update(self.ema.clone(), &params_by_path(&self.generator.valid()), decay);
         self.state.step += 1;
         self.state.images_seen += b as u64;
         out
@@ -385,6 +389,10 @@ impl Trainer {
         std::fs::rename(&tmp, &dst)?;
         let out = self.paths.dir.join("ema.safetensors");
         std::fs::write(&out, weights::write(&self.ema, &self.model_cfg, &self.provenance(), Storage::F32))?;
+        // The raw (non-averaged) weights too, to compare with the EMA early in a run.
+        let mut raw = self.provenance();
+        raw.note = raw.note.replacen(&format!("EMA {} weights", self.cfg.ema), "raw (not averaged) weights", 1);
+        std::fs::write(self.paths.dir.join("raw.safetensors"), weights::write(&self.generator.valid(), &self.model_cfg, &raw, Storage::F32))?;
         Ok(out)
     }
 
