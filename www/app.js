@@ -147,6 +147,8 @@ async function loadWeights() {
   if (vae) jobs.push(call("load", 1, `weights/${vae.file}`, vae.sha256, vae.bytes));
   const results = await Promise.all(jobs);
   if (eps.parts.includes("baseline") || vae) state.hasBaseline = true;
+  const cap = $("c-vae").parentElement.querySelector("figcaption");
+  cap.textContent = state.hasBaseline ? "VAE baseline (one pass)" : "VAE baseline: no weights shipped yet (weights/manifest.json lists none)";
   timing(results[0].fromCache ? "weights (from cache)" : "weights download", performance.now() - t0);
   state.weightsFromCache = results.every((r) => r.fromCache);
 }
