@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const cli = join(root, "target/debug/epsvae");
+const cli = join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug/epsvae");
 const site = process.env.EPSVAE_SITE || join(root, "target/site");
 const scratch = mkdtempSync(join(tmpdir(), "epsvae-browser-"));
 const TIMEOUT = 600_000; // SwiftShader is slow and compiles shaders on first use

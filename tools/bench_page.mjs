@@ -16,7 +16,7 @@ const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json")));
 console.log(`wasm: ${(wasm.length / 1e6).toFixed(2)} MB raw, ${(gzipSync(wasm, { level: 9 }).length / 1e6).toFixed(2)} MB gzipped`);
 for (const e of manifest) console.log(`weights: ${e.file} ${(e.bytes / 1e6).toFixed(2)} MB (${e.storage}, ${e.parts.join("+")})`);
 
-const server = spawn(join(root, "target/debug/epsvae"), ["serve", site, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+const server = spawn(join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug/epsvae"), ["serve", site, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
 const origin = await new Promise((res) => {
   let s = "";
   server.stderr.on("data", (d) => { s += d; const m = s.match(/http:\/\/127\.0\.0\.1:(\d+)\//); if (m) res(`http://127.0.0.1:${m[1]}`); });

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/site.sh target/site
 cargo build --bin epsvae
-exec ./target/debug/epsvae serve target/site --port "${PORT:-8080}"
+exec "${CARGO_TARGET_DIR:-target}/debug/epsvae" serve target/site --port "${PORT:-8080}"

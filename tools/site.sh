@@ -8,7 +8,7 @@ out="${1:-target/site}"
 source tools/setup.sh
 bash tools/setup-web.sh
 cargo build --lib --target wasm32-unknown-unknown --profile wasm --no-default-features --features web
-wasm=target/wasm32-unknown-unknown/wasm/epsvae.wasm
+wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/epsvae.wasm"
 rm -rf "$out" && mkdir -p "$out/pkg"
 wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" "$wasm"
 # npm's binaryen (Debian's wasm-opt 108 breaks the module at init; PLATFORM.md). It takes minutes,
