@@ -371,7 +371,13 @@ $("another-seed").addEventListener("click", () => guarded(async () => {
 }));
 $("play").addEventListener("click", () => guarded(async () => { if (!state.playing) { state.playing = true; await playLoop(state.runId); } }));
 $("pause").addEventListener("click", () => { state.playing = false; });
-$("step-once").addEventListener("click", () => guarded(async () => { state.playing = true; const id = state.runId; const f = await call("step"); state.playing = false; state.frames.push(f); showFrame(state.frames.length - 1); if (f.done) finished(f); void id; }));
+$("step-once").addEventListener("click", () => guarded(async () => {
+  state.playing = false;
+  const f = await call("step");
+  state.frames.push(f);
+  showFrame(state.frames.length - 1);
+  if (f.done) finished(f);
+}));
 $("replay").addEventListener("click", () => guarded(run));
 $("scrub").addEventListener("input", (e) => showFrame(parseInt(e.target.value, 10)));
 $("copy-link").addEventListener("click", () => guarded(copyLink));
