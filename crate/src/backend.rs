@@ -10,6 +10,10 @@ pub enum Backend {
     Flex,
     /// burn's wgpu backend: Vulkan/Metal/DX12 natively (lavapipe without a GPU), WebGPU in a browser.
     Wgpu,
+    /// burn's libtorch backend (PyTorch's CPU kernels), for faster native training; only in
+    /// builds with the `tch` feature, which links the libtorch of a Python `torch==2.9.0`.
+    #[cfg(feature = "tch")]
+    LibTorch,
 }
 
 impl std::str::FromStr for Backend {
@@ -18,7 +22,11 @@ impl std::str::FromStr for Backend {
         match s {
             "flex" | "cpu" => Ok(Backend::Flex),
             "wgpu" | "webgpu" | "gpu" => Ok(Backend::Wgpu),
-            _ => Err(format!("backend {s:?} is not one of flex (CPU), wgpu")),
+            #[cfg(feature = "tch")]
+            "tch" | "libtorch" => Ok(Backend::LibTorch),
+            #[cfg(not(feature = "tch"))]
+            "tch" | "libtorch" => Err("this build has no libtorch backend\n---> HINT: build with `--features tch` and LIBTORCH_USE_PYTORCH=1 in a Python environment with torch==2.9.0".into()),
+            _ => Err(format!("backend {s:?} is not one of flex (CPU), wgpu, tch")),
         }
     }
 }
@@ -28,6 +36,8 @@ impl std::fmt::Display for Backend {
         f.write_str(match self {
             Backend::Flex => "flex",
             Backend::Wgpu => "wgpu",
+            #[cfg(feature = "tch")]
+            Backend::LibTorch => "tch",
         })
     }
 }
@@ -35,10 +45,16 @@ impl std::fmt::Display for Backend {
 /// The device for `backend`, initialised once per process (wgpu may not be initialised twice).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn device(backend: Backend) -> Result<Device, String> {
+    #[cfg(feature = "gpu")]
     use std::sync::OnceLock;
+    #[cfg(feature = "gpu")]
     static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
     match backend {
         Backend::Flex => Ok(Device::flex()),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)] // burn 0.22 marks its tch backend deprecated; it is what runs PyTorch's kernels
+        Backend::LibTorch => Ok(Device::libtorch()),
+        #[cfg(feature = "gpu")]
         Backend::Wgpu => WGPU
             .get_or_init(|| {
                 Device::wgpu_options().init().map_err(|e| {
@@ -46,5 +62,7 @@ pub fn device(backend: Backend) -> Result<Device, String> {
                 })
             })
             .clone(),
+        #[cfg(not(feature = "gpu"))]
+        Backend::Wgpu => Err("this build has no wgpu backend\n---> HINT: build with the `gpu` feature (on by default)".into()),
     }
 }

@@ -99,6 +99,11 @@ pub struct FlowConfig {
     /// Time scale of the sinusoidal embedding: the network sees 1000·t *(choice)*.
     #[config(default = 1000.0)]
     pub time_scale: f64,
+    /// Output preconditioning *(choice, after EDM, Karras et al. 2022)*: v̂ = c_skip(t)·x_t +
+    /// c_out(t)·G(…), where c_skip·x_t is the least-squares estimate of v from x_t alone and c_out
+    /// the spread of what it leaves, so the network learns a unit-variance residual and an
+    /// untrained one already removes most of the noise. Absent (older files) means off.
+    pub precondition: Option<bool>,
 }
 
 /// How the latent is bounded *(choice)*: `tanh` keeps every value in (−1, 1), so the 8-bit
@@ -161,7 +166,9 @@ impl ModelConfig {
             decoder: DecoderConfig::new(8, 2, 24, vec![1, 2, 3, 6], 1, vec![3])
                 .with_norm_groups(8),
             baseline: BaselineConfig::new(8, 2, 24, vec![1, 2, 3, 8], 3, 2).with_norm_groups(8),
-            flow: FlowConfig::new(),
+            // Preconditioned since the second training run: the first (unpreconditioned) run
+            // still left visible noise after 23k images; see weights/README.md.
+            flow: FlowConfig::new().with_precondition(Some(true)),
             latent: LatentConfig::new(),
         }
     }

@@ -16,11 +16,24 @@ pub struct Flow {
     pub gamma: f64,
     pub sigma_data: f64,
     pub time_scale: f64,
+    /// v̂ = c_skip·x_t + c_out·G instead of v̂ = G (see [`FlowConfig::precondition`]).
+    pub precondition: bool,
 }
 
 impl Flow {
     pub fn new(cfg: &FlowConfig) -> Self {
-        Self { gamma: cfg.gamma, sigma_data: cfg.sigma_data, time_scale: cfg.time_scale }
+        Self { gamma: cfg.gamma, sigma_data: cfg.sigma_data, time_scale: cfg.time_scale, precondition: cfg.precondition == Some(true) }
+    }
+
+    /// The preconditioning scales (c_skip, c_out) at time t. With y = γ·x0 of variance (γσ)²,
+    /// x_t = (1 − t)·y + t·ε and v = ε − y: c_skip = Cov(v, x_t) / s² = (t − (1 − t)·(γσ)²) / s²,
+    /// c_out² = Var(v) − c_skip²·s² = 1 + (γσ)² − (t − (1 − t)·(γσ)²)² / s².
+    /// At t = 1: (1, γσ); at t = 0: (−1, 1).
+    pub fn precondition_scales(&self, t: f64) -> (f64, f64) {
+        let g2 = (self.gamma * self.sigma_data).powi(2);
+        let s2 = ((1.0 - t) * self.gamma * self.sigma_data).powi(2) + t * t;
+        let cov = t - (1.0 - t) * g2;
+        (cov / s2, (1.0 + g2 - cov * cov / s2).max(0.0).sqrt())
     }
 
     /// x_t = (1 − t)·γ·x0 + t·ε, with t: [B].
@@ -48,10 +61,20 @@ impl Flow {
         0.5 / (a * a + t * t).sqrt()
     }
 
-    /// v̂ = G(x_t / s(t), time_scale·t, z), with t: [B].
+    /// v̂ = G(x_t / s(t), time_scale·t, z), or c_skip·x_t + c_out·G(…) when preconditioned; t: [B].
     pub fn velocity(&self, decoder: &Decoder, x_t: Tensor<4>, t: Tensor<1>, z: Tensor<4>) -> Tensor<4> {
         let s = per_sample(self.input_scale(t.clone()));
-        decoder.forward(x_t / s, t * self.time_scale, z)
+        let g = decoder.forward(x_t.clone() / s, t.clone() * self.time_scale, z);
+        if !self.precondition {
+            return g;
+        }
+        // The same formulas as `precondition_scales`, on the per-sample times.
+        let g2 = (self.gamma * self.sigma_data).powi(2);
+        let s2 = self.input_scale(t.clone()).powi_scalar(2);
+        let cov = t.clone() - (t.neg() + 1.0) * g2;
+        let c_skip = cov.clone() / s2.clone();
+        let c_out = (cov.powi_scalar(2).neg() / s2 + (1.0 + g2)).clamp_min(0.0).sqrt();
+        x_t * per_sample(c_skip) + g * per_sample(c_out)
     }
 
     /// The one-step estimate of the clean image x̂0 = (x_t − t·v̂) / γ, with t: [B].

@@ -74,14 +74,23 @@ impl Session {
     pub async fn create(backend: String) -> Result<Session, JsError> {
         console_error_panic_hook::set_once();
         let device = match backend.as_str() {
+            #[cfg(feature = "gpu")]
             "webgpu" => Device::wgpu_options()
                 .init_async()
                 .await
                 .map_err(|e| JsError::new(&format!("WebGPU could not be initialised: {e}")))?,
+            #[cfg(not(feature = "gpu"))]
+            "webgpu" => return Err(JsError::new("this is the CPU-only module (built without the gpu feature); load pkg/ for WebGPU")),
             "cpu" => Device::flex(),
             other => return Err(JsError::new(&format!("backend {other:?} is not one of webgpu, cpu"))),
         };
         Ok(Session { device, backend, slots: vec![Slot::default(), Slot::default()], latent: None, baseline_latent: None, sampler: None })
+    }
+
+    /// Whether this module was built with WebGPU support ("gpu" feature).
+    #[wasm_bindgen(js_name = hasWebGpu)]
+    pub fn has_webgpu() -> bool {
+        cfg!(feature = "gpu")
     }
 
     #[wasm_bindgen(getter)]

@@ -129,56 +129,74 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Module <-> named host tensors
 
-fn join(path: &[String]) -> String {
-    path.join(".")
+/// Calls `f(path, shape, value)` for every float parameter of `m` in module order, with its dotted
+/// path and shape; `value()` reads it flattened (only then is a lazy parameter initialised).
+pub fn visit_params<M: Module>(m: &M, f: impl FnMut(&str, &[usize], &dyn Fn() -> Tensor<1>)) {
+    struct V<F> {
+        path: Vec<String>,
+        f: F,
+    }
+    impl<F: FnMut(&str, &[usize], &dyn Fn() -> Tensor<1>)> ModuleVisitor for V<F> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let shape = p.lazy_shape().to_vec();
+            let n = shape.iter().product::<usize>();
+            (self.f)(&self.path.join("."), &shape, &|| p.val().reshape([n]));
+        }
+    }
+    m.visit(&mut V { path: vec![], f });
+}
+
+/// Rebuilds `m`'s float parameters: `f(path, shape)` returns `None` to keep a parameter, or a
+/// function from its flattened value to the new flattened value.
+pub fn map_params<M: Module, G: FnOnce(Tensor<1>) -> Tensor<1>>(m: M, f: impl FnMut(&str, &[usize]) -> Option<G>) -> M {
+    struct P<F> {
+        path: Vec<String>,
+        f: F,
+    }
+    impl<G: FnOnce(Tensor<1>) -> Tensor<1>, F: FnMut(&str, &[usize]) -> Option<G>> ModuleMapper for P<F> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let shape = p.lazy_shape().to_vec();
+            let Some(g) = (self.f)(&self.path.join("."), &shape) else {
+                return p;
+            };
+            p.map(|old| {
+                let dims = old.shape();
+                g(old.reshape([dims.num_elements()])).reshape(dims)
+            })
+        }
+    }
+    m.map(&mut P { path: vec![], f })
 }
 
 /// Shapes of every parameter of `model`, by dotted path, in module order. Does not initialise
 /// lazy parameters.
 pub fn param_shapes(model: &Autoencoder) -> Vec<(String, Vec<usize>)> {
-    struct V {
-        path: Vec<String>,
-        out: Vec<(String, Vec<usize>)>,
-    }
-    impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            self.out.push((join(&self.path), p.lazy_shape().to_vec()));
-        }
-    }
-    let mut v = V { path: vec![], out: vec![] };
-    model.visit(&mut v);
-    v.out
+    let mut out = vec![];
+    visit_params(model, |path, shape, _| out.push((path.to_string(), shape.to_vec())));
+    out
 }
 
 /// Reads every parameter back to the host (native only: a synchronous read).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn collect_params(model: &Autoencoder) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    struct V {
-        path: Vec<String>,
-        out: Vec<(String, Vec<usize>, Vec<f32>)>,
-    }
-    impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let data = p.val().into_data().convert::<f32>();
-            let shape = data.shape().to_vec();
-            self.out.push((join(&self.path), shape, data.try_to_vec::<f32>().expect("f32 data")));
-        }
-    }
-    let mut v = V { path: vec![], out: vec![] };
-    model.visit(&mut v);
-    v.out
+    let mut out = vec![];
+    visit_params(model, |path, shape, value| {
+        let data = value().into_data().convert::<f32>();
+        out.push((path.to_string(), shape.to_vec(), data.try_to_vec::<f32>().expect("f32 data")));
+    });
+    out
 }
 
 /// Host tensors by name: shape and f32 values.
@@ -187,33 +205,15 @@ pub type HostTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 /// Replaces the parameters named in `tensors` (others keep their values). Returns how many were
 /// applied. Shapes were checked against the config when the header was read.
 pub fn apply_params(model: Autoencoder, tensors: &HostTensors, device: &Device) -> (Autoencoder, usize) {
-    struct M<'a> {
-        path: Vec<String>,
-        tensors: &'a HostTensors,
-        device: &'a Device,
-        applied: usize,
-    }
-    impl ModuleMapper for M<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let Some((shape, values)) = self.tensors.get(&join(&self.path)) else {
-                return p;
-            };
-            assert_eq!(shape, &p.lazy_shape().to_vec(), "shape checked when the header was read");
-            self.applied += 1;
-            let t = Tensor::<D>::from_data(TensorData::new(values.clone(), shape.clone()), self.device);
-            p.map(|_| t)
-        }
-    }
-    let mut m = M { path: vec![], tensors, device, applied: 0 };
-    let model = model.map(&mut m);
-    let n = m.applied;
-    (model, n)
+    let mut applied = 0;
+    let model = map_params(model, |path, shape| {
+        let (s, values) = tensors.get(path)?;
+        assert_eq!(s.as_slice(), shape, "shape checked when the header was read");
+        applied += 1;
+        let t = Tensor::<1>::from_data(TensorData::new(values.clone(), [values.len()]), device);
+        Some(move |_| t)
+    });
+    (model, applied)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,6 +459,17 @@ pub fn load(bytes: &[u8], device: &Device) -> Result<(Header, Autoencoder), Weig
     let model = Autoencoder::new(&header.config, &header.part_list(), device);
     let (model, _) = apply_params(model, &tensors, device);
     Ok((header, model))
+}
+
+/// Reads and loads a weight file: the header, the model, and the file's size in bytes.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_file(path: &std::path::Path, device: &Device) -> anyhow::Result<(Header, Autoencoder, usize)> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| {
+        format!("reading weights {}\n---> HINT: run `epsvae init {}` for untrained weights, or pass --weights", path.display(), path.display())
+    })?;
+    let (header, model) = load(&bytes, device).with_context(|| format!("loading weights {}", path.display()))?;
+    Ok((header, model, bytes.len()))
 }
 
 fn header_len(buf: &[u8]) -> Option<u64> {

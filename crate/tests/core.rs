@@ -56,6 +56,59 @@ fn one_euler_step_from_t1_with_exact_velocity_returns_x0() {
 }
 
 #[test]
+fn preconditioning_scales_are_the_least_squares_fit_of_v_on_x_t() {
+    // Monte Carlo: x0 ~ N(0, σ_data²), ε ~ N(0, 1); the residual v − c_skip·x_t must be
+    // uncorrelated with x_t and have variance c_out².
+    let mut cfg = ModelConfig::tiny().flow;
+    cfg.precondition = Some(true);
+    let f = Flow::new(&cfg);
+    let n = 200_000;
+    let x0: Vec<f64> = flow::gaussian_noise(11, n).iter().map(|v| *v as f64 * f.sigma_data).collect();
+    let eps = flow::gaussian_noise(12, n);
+    for t in [0.0, 0.1, 0.5, 0.7657, 0.9, 1.0] {
+        let (c_skip, c_out) = f.precondition_scales(t);
+        let (mut cross, mut var) = (0.0, 0.0);
+        for (x, e) in x0.iter().zip(&eps) {
+            let e = *e as f64;
+            let x_t = (1.0 - t) * f.gamma * x + t * e;
+            let r = (e - f.gamma * x) - c_skip * x_t;
+            cross += r * x_t;
+            var += r * r;
+        }
+        let (cross, var) = (cross / n as f64, var / n as f64);
+        assert!(cross.abs() < 0.01, "t {t}: residual correlates with x_t ({cross})");
+        assert!((var.sqrt() - c_out).abs() < 0.01 * c_out.max(0.1), "t {t}: residual std {} vs c_out {c_out}", var.sqrt());
+    }
+    let (s1, o1) = f.precondition_scales(1.0);
+    assert!((s1 - 1.0).abs() < 1e-12 && (o1 - f.gamma * f.sigma_data).abs() < 1e-12, "t = 1: ({s1}, {o1})");
+    let (s0, o0) = f.precondition_scales(0.0);
+    assert!((s0 + 1.0).abs() < 1e-12 && (o0 - 1.0).abs() < 1e-12, "t = 0: ({s0}, {o0})");
+}
+
+#[test]
+fn preconditioned_velocity_is_skip_plus_scaled_network_output() {
+    let device = Device::flex();
+    let (cfg, model) = tiny_model(3, &device);
+    let plain = Flow::new(&cfg.flow);
+    let mut pc = cfg.flow.clone();
+    pc.precondition = Some(true);
+    let pre = Flow::new(&pc);
+    let x_t = flow::noise_tensor(4, [2, 3, 16, 16], &device);
+    let z = model.encode(flow::noise_tensor(5, [2, 3, 16, 16], &device).clamp(-1.0, 1.0));
+    let times = [0.3, 0.9];
+    let t = Tensor::<1>::from_floats(times, &device);
+    let g = host(plain.velocity(model.decoder(), x_t.clone(), t.clone(), z.clone()));
+    let v = host(pre.velocity(model.decoder(), x_t.clone(), t, z));
+    let x = host(x_t);
+    let per = 3 * 16 * 16;
+    for (i, ((vi, gi), xi)) in v.iter().zip(&g).zip(&x).enumerate() {
+        let (c_skip, c_out) = pre.precondition_scales(times[i / per] as f64);
+        let want = c_skip as f32 * xi + c_out as f32 * gi;
+        assert!((vi - want).abs() < 1e-4, "element {i}: {vi} vs {want}");
+    }
+}
+
+#[test]
 fn grid_runs_from_one_to_zero_and_matches_the_paper() {
     for n in 1..=8 {
         let g = flow::time_grid(n);

@@ -87,17 +87,17 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         let (straight, resumed) = (run("straight"), run("resumed"));
         let _ = std::fs::remove_dir_all(&straight);
         let _ = std::fs::remove_dir_all(&resumed);
-        let mut a = Trainer::open(&straight, cfg.clone(), &lpips_path()).unwrap();
+        let mut a = Trainer::open(&straight, cfg.clone(), &lpips_path(), Device::flex()).unwrap();
         for _ in 0..4 {
             a.train_step(&corpus);
         }
-        let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path()).unwrap();
+        let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path(), Device::flex()).unwrap();
         for _ in 0..2 {
             b.train_step(&corpus);
         }
         b.checkpoint().unwrap();
         drop(b);
-        let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path()).unwrap();
+        let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path(), Device::flex()).unwrap();
         assert_eq!(b.state.step, 2);
         for _ in 0..2 {
             b.train_step(&corpus);
@@ -110,7 +110,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
             assert!(d < 1e-6, "{kind:?} {n} differs by {d} after resuming");
         }
         // And training moved the weights at all.
-        let init = Trainer::open(&run("fresh"), cfg.clone(), &lpips_path()).unwrap();
+        let init = Trainer::open(&run("fresh"), cfg.clone(), &lpips_path(), Device::flex()).unwrap();
         let w0 = epsvae::weights::collect_params(init.ema());
         assert!(w0.iter().zip(&wa).any(|((_, _, x), (_, _, y))| x != y), "{kind:?}: four steps changed nothing");
     }

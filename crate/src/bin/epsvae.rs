@@ -107,6 +107,40 @@ enum Cmd {
         /// Seconds between checkpoints.
         #[arg(long, default_value_t = 600)]
         checkpoint_every: u64,
+        /// flex (burn's CPU backend), or tch (PyTorch's kernels; builds with `--features tch`).
+        /// A run may resume on another backend.
+        #[arg(long, default_value = "flex")]
+        backend: Backend,
+    },
+    /// Training throughput (images/s, GFLOP/s and share of the CPU's f32 peak) on fresh weights.
+    #[cfg(feature = "train")]
+    BenchTrain {
+        /// Backends to compare in this one run: flex, tch (with `--features tch`).
+        #[arg(long, value_delimiter = ',', default_value = "flex")]
+        backend: Vec<Backend>,
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// epsvae, vae, or both.
+        #[arg(long, value_delimiter = ',', default_value = "epsvae,vae")]
+        model: Vec<epsvae::train::trainer::ModelKind>,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        crop: u32,
+        /// Also time steps with the adversarial term (discriminator and R1) on.
+        #[arg(long)]
+        adversarial: bool,
+        /// Untimed steps first (allocator and kernel warm-up).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed steps; the median is reported.
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        /// The machine's f32 peak in GFLOP/s (2 Zen 4 cores: 2 × 2.6 GHz × 32 FLOP/cycle ≈ 166).
+        #[arg(long, default_value_t = 166.0)]
+        peak_gflops: f64,
+        #[arg(long, default_value = "data/lpips/alex_shift_tolerant.pth")]
+        lpips: PathBuf,
     },
     /// PSNR, SSIM and ST-LPIPS of the VAE baseline and of ε-VAE at each step count.
     #[cfg(feature = "train")]
@@ -170,14 +204,6 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
     }
 }
 
-fn read_weights(path: &Path, device: &Device) -> Result<(weights::Header, Autoencoder, usize)> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!("reading weights {}\n---> HINT: run `epsvae init {}` for untrained weights, or pass --weights", path.display(), path.display())
-    })?;
-    let (header, model) = weights::load(&bytes, device).with_context(|| format!("loading weights {}", path.display()))?;
-    Ok((header, model, bytes.len()))
-}
-
 fn ms(t: Instant) -> String {
     format!("{:.1} ms", t.elapsed().as_secs_f64() * 1e3)
 }
@@ -196,7 +222,7 @@ fn main() -> Result<()> {
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             eprintln!("device ({backend}): {}", ms(t0));
             let t = Instant::now();
-            let (header, model, nbytes) = read_weights(&weights, &device)?;
+            let (header, model, nbytes) = weights::load_file(&weights, &device)?;
             let cfg = &header.config;
             eprintln!("load {} ({} bytes, {}, {}): {}", weights.display(), nbytes, cfg.preset, header.storage, ms(t));
             if header.provenance.origin != "trained" {
@@ -250,7 +276,7 @@ fn main() -> Result<()> {
         }
         Cmd::Inspect { weights: path, size } => {
             let device = Device::flex();
-            let (header, model, nbytes) = read_weights(&path, &device)?;
+            let (header, model, nbytes) = weights::load_file(&path, &device)?;
             let bytes = std::fs::read(&path)?;
             let cfg = &header.config;
             println!("file        {}", path.display());
@@ -284,7 +310,7 @@ fn main() -> Result<()> {
             println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
         }
         #[cfg(feature = "train")]
-        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every } => {
+        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, backend } => {
             let mut cfg = epsvae::train::trainer::TrainConfig::new(&preset, model);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -293,7 +319,39 @@ fn main() -> Result<()> {
             cfg.val_every = val_every;
             cfg.adv_start = adv_start;
             cfg.checkpoint_every_s = checkpoint_every;
-            epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds)?;
+            let device = backend::device(backend).map_err(anyhow::Error::msg)?;
+            epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, device)?;
+        }
+        #[cfg(feature = "train")]
+        Cmd::BenchTrain { backend, preset, model, batch, crop, adversarial, warmup, steps, peak_gflops, lpips } => {
+            use epsvae::train::trainer::{TrainConfig, bench};
+            if steps == 0 {
+                bail!("--steps 0: expected at least one timed step");
+            }
+            println!("| backend | model | adversarial | batch × crop | s/step (median) | images/s | GFLOP/s | share of {peak_gflops:.0} GFLOP/s peak |");
+            println!("|---|---|---|---|---|---|---|---|");
+            for &m in &model {
+                for adv in [false, true] {
+                    if adv && !adversarial {
+                        continue;
+                    }
+                    for &b in &backend {
+                        let mut cfg = TrainConfig::new(&preset, m);
+                        cfg.batch = batch;
+                        cfg.crop = crop;
+                        let device = backend::device(b).map_err(anyhow::Error::msg)?;
+                        let r = bench(cfg, &lpips, device, &b.to_string(), adv, warmup, steps)?;
+                        println!(
+                            "| {b} | {m:?} | {} | {batch} × {crop}² | {:.3} | {:.2} | {:.1} | {:.0}% |",
+                            if adv { "on" } else { "off" },
+                            r.median_s(),
+                            r.images_per_s(),
+                            r.gflops(),
+                            100.0 * r.gflops() / peak_gflops
+                        );
+                    }
+                }
+            }
         }
         #[cfg(feature = "train")]
         Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json } => {

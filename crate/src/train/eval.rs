@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::lpips::StLpips;
 use crate::image::{Planar, psnr, ssim};
-use crate::model::Autoencoder;
 use crate::pipeline;
 use crate::weights;
 
@@ -39,11 +38,6 @@ pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(v)
 }
 
-fn load(path: &Path, device: &Device) -> Result<(weights::Header, Autoencoder)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    weights::load(&bytes, device).with_context(|| format!("loading {}", path.display()))
-}
-
 /// Evaluates on every image of `dir`, centre-cropped to `size`².
 pub fn evaluate(
     dir: &Path,
@@ -69,7 +63,7 @@ pub fn evaluate(
         rows.push(Row { decoder: name, steps, psnr: sums[0] / n as f64, ssim: sums[1] / n as f64, st_lpips: sums[2] / n as f64, images: images.len(), seeds });
     };
     if let Some(vp) = vae_weights {
-        let (h, m) = load(vp, &device)?;
+        let (h, m, _) = weights::load_file(vp, &device)?;
         let mut s = [0.0; 3];
         for img in &images {
             let lat = pipeline::encode(&m, &h.config, img, &device);
@@ -78,7 +72,7 @@ pub fn evaluate(
         }
         push("VAE".into(), None, s, images.len(), 1);
     }
-    let (h, m) = load(epsvae_weights, &device)?;
+    let (h, m, _) = weights::load_file(epsvae_weights, &device)?;
     for &n in steps {
         let mut s = [0.0; 3];
         for img in &images {

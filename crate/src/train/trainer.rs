@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -143,52 +143,19 @@ fn parts(kind: ModelKind) -> Vec<Part> {
 
 /// Flattened copies of every float parameter by path (for the EMA).
 fn params_by_path<M: Module>(m: &M) -> HashMap<String, Tensor<1>> {
-    struct V {
-        path: Vec<String>,
-        out: HashMap<String, Tensor<1>>,
-    }
-    impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.into());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let t = p.val();
-            let n = t.shape().num_elements();
-            self.out.insert(self.path.join("."), t.reshape([n]));
-        }
-    }
-    let mut v = V { path: vec![], out: HashMap::new() };
-    m.visit(&mut v);
-    v.out
+    let mut out = HashMap::new();
+    weights::visit_params(m, |path, _, value| {
+        out.insert(path.to_string(), value());
+    });
+    out
 }
 
 /// ema ← decay·ema + (1 − decay)·current, parameter by parameter.
 fn ema_update(ema: Autoencoder, current: &HashMap<String, Tensor<1>>, decay: f64) -> Autoencoder {
-    struct M<'a> {
-        path: Vec<String>,
-        cur: &'a HashMap<String, Tensor<1>>,
-        decay: f64,
-    }
-    impl ModuleMapper for M<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.into());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let c = self.cur.get(&self.path.join(".")).expect("EMA and model have the same parameters").clone();
-            let decay = self.decay;
-            p.map(|e| {
-                let shape = e.shape();
-                e * decay + c.reshape(shape) * (1.0 - decay)
-            })
-        }
-    }
-    ema.map(&mut M { path: vec![], cur: current, decay })
+    weights::map_params(ema, |path, _| {
+        let c = current.get(path).expect("EMA and model have the same parameters").clone();
+        Some(move |e: Tensor<1>| e * decay + c * (1.0 - decay))
+    })
 }
 
 /// R1 = E‖∇ₓD(x)‖², estimated to first order by finite differences,
@@ -221,16 +188,30 @@ pub struct Trainer {
     optim_d: burn::optim::ModuleOptimizer,
     lpips: StLpips,
     flow: Flow,
+    /// The backend's device, and its autodiff wrapper.
+    inner: Device,
     ad: Device,
     paths: Paths,
 }
 
 impl Trainer {
     /// Opens `dir`: resumes its checkpoint when there is one (the config must match), else starts.
-    pub fn open(dir: &Path, cfg: TrainConfig, lpips_path: &Path) -> Result<Self> {
-        let model_cfg = ModelConfig::preset(&cfg.preset)
+    /// `inner` is the (non-autodiff) device to train on; a run may resume on another backend.
+    pub fn open(dir: &Path, cfg: TrainConfig, lpips_path: &Path, inner: Device) -> Result<Self> {
+        let preset = ModelConfig::preset(&cfg.preset)
             .with_context(|| format!("preset {:?} is not one of {:?}", cfg.preset, ModelConfig::PRESETS))?;
-        let inner = Device::flex();
+        // A run keeps the model config it started with (model.json), so a preset that changes
+        // later does not change a run being resumed.
+        let model_path = dir.join("model.json");
+        let model_cfg = if model_path.exists() {
+            let m: ModelConfig = serde_json::from_slice(&std::fs::read(&model_path)?).with_context(|| format!("reading {}", model_path.display()))?;
+            if m.preset != cfg.preset {
+                bail!("{} holds preset {:?}; this run asks for {:?}", model_path.display(), m.preset, cfg.preset);
+            }
+            m
+        } else {
+            preset
+        };
         let ad = inner.clone().autodiff();
         std::fs::create_dir_all(dir.join("ckpt")).with_context(|| format!("creating {}", dir.display()))?;
         let paths = Paths { dir: dir.to_path_buf() };
@@ -243,6 +224,7 @@ impl Trainer {
             }
         }
         std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?)?;
+        std::fs::write(&model_path, serde_json::to_string_pretty(&model_cfg)?)?;
         inner.seed(cfg.seed);
         let mut generator = Autoencoder::new(&model_cfg, &parts(cfg.model), &ad);
         let mut ema = generator.valid();
@@ -261,7 +243,12 @@ impl Trainer {
             state = serde_json::from_slice(&std::fs::read(paths.ckpt("state.json"))?)?;
         }
         let lpips = StLpips::load(lpips_path, &ad)?;
-        Ok(Self { flow: Flow::new(&model_cfg.flow), cfg, model_cfg, state, generator, ema, disc, optim_g, optim_d, lpips, ad, paths })
+        Ok(Self { flow: Flow::new(&model_cfg.flow), cfg, model_cfg, state, generator, ema, disc, optim_g, optim_d, lpips, inner, ad, paths })
+    }
+
+    /// Whether the next step has the adversarial term.
+    pub fn adv_on(&self) -> bool {
+        self.state.step >= self.cfg.adv_start && self.cfg.adv_weight > 0.0
     }
 
     fn lr(&self) -> f64 {
@@ -274,7 +261,7 @@ impl Trainer {
         let step_seed = self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.state.step.wrapping_mul(0xD1B5_4A32_D192_ED03);
         let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
         let x0 = device_tensor(x0, [b, 3, s, s], &self.ad);
-        let adv_on = self.state.step >= self.cfg.adv_start && self.cfg.adv_weight > 0.0;
+        let adv_on = self.adv_on();
         let z = self.generator.encode(x0.clone());
         let zs = z.dims();
         let u: Vec<f32> = (0..zs.iter().product::<usize>()).map(|_| ((2.0 * uniform(&mut rng) - 1.0) * self.cfg.latent_noise) as f32).collect();
@@ -345,24 +332,24 @@ impl Trainer {
         &self.ema
     }
 
-    /// Multiply-accumulates of one forward pass of every network in a step (for throughput).
-    pub fn forward_macs(&self) -> u64 {
+    /// Multiply-accumulates of one forward pass of every network in a step (for throughput), with
+    /// or without the adversarial term (generator pass plus real, fake and R1-shifted passes).
+    pub fn forward_macs(&self, adv_on: bool) -> u64 {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        let inner = Device::flex();
+        let inner = &self.inner;
         let generator = self.generator.valid();
         let lpips = self.lpips.valid();
         let disc = self.disc.valid();
-        let x = Tensor::<4>::zeros([b, 3, s, s], &inner);
-        let t = Tensor::<1>::full([b], 0.5, &inner);
+        let x = Tensor::<4>::zeros([b, 3, s, s], inner);
+        let t = Tensor::<1>::full([b], 0.5, inner);
         let (_, n) = macs::measure(|| {
             let z = generator.encode(x.clone());
             let x_hat = match self.cfg.model {
                 ModelKind::Epsvae => self.flow.velocity(generator.decoder(), x.clone(), t.clone(), z),
                 ModelKind::Vae => generator.baseline().forward(z),
             };
-            lpips.forward(x_hat.clone(), x.clone());
-            lpips.forward(x.clone(), x.clone()); // the target's features
-            if self.cfg.adv_weight > 0.0 {
+            lpips.forward(x_hat.clone(), x.clone()); // both images' features
+            if adv_on {
                 let cond = (self.cfg.model == ModelKind::Epsvae).then(|| (x.clone(), t.clone()));
                 for _ in 0..4 {
                     disc.forward(x.clone(), cond.clone());
@@ -410,16 +397,16 @@ impl Trainer {
     /// Validation on fixed crops of the validation photos with the EMA weights: PSNR and ST-LPIPS
     /// (ε-VAE decoded in 3 steps from a fixed seed).
     pub fn validate(&self, crops: &[Planar]) -> (f64, f64) {
-        let inner = Device::flex();
+        let inner = &self.inner;
         let lpips = self.lpips.valid();
         let (mut p, mut l) = (0.0, 0.0);
         for (i, img) in crops.iter().enumerate() {
-            let latent = crate::pipeline::encode(&self.ema, &self.model_cfg, img, &inner);
+            let latent = crate::pipeline::encode(&self.ema, &self.model_cfg, img, inner);
             let out = match self.cfg.model {
                 ModelKind::Epsvae => crate::pipeline::decode(&self.ema, &self.model_cfg, &latent, 3, i as u64, |_| {}),
                 ModelKind::Vae => crate::pipeline::decode_baseline(&self.ema, &latent),
             };
-            l += scalar(lpips.forward(out.clone(), img.to_tensor(&inner))) as f64;
+            l += scalar(lpips.forward(out.clone(), img.to_tensor(inner))) as f64;
             p += psnr(img, &Planar::from_tensor(out));
         }
         (p / crops.len() as f64, l / crops.len() as f64)
@@ -427,7 +414,7 @@ impl Trainer {
 }
 
 /// Runs training until `cfg.steps`, Ctrl-C, or `max_seconds`; checkpoints on the way and at the end.
-pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_seconds: Option<u64>) -> Result<()> {
+pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_seconds: Option<u64>, device: Device) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -443,9 +430,10 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
             Planar { width: 128, height: 128, data: v }
         })
         .collect();
-    let mut tr = Trainer::open(dir, cfg.clone(), lpips_path)?;
+    let mut tr = Trainer::open(dir, cfg.clone(), lpips_path, device)?;
     eprintln!("{} train / {} val photos loaded in {:.1} s; resuming at step {}", train.images.len(), val.images.len(), t_load.elapsed().as_secs_f64(), tr.state.step);
-    let fwd = tr.forward_macs();
+    let fwd_plain = tr.forward_macs(false);
+    let fwd_adv = tr.forward_macs(cfg.adv_weight > 0.0);
     let log_path = dir.join("log.csv");
     let new_log = !log_path.exists();
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
@@ -462,6 +450,7 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
     let mut window = (Instant::now(), 0u64);
     while tr.state.step < cfg.steps && !stop.load(Ordering::SeqCst) && max_seconds.is_none_or(|m| started.elapsed().as_secs() < m) {
         let t0 = Instant::now();
+        let fwd = if tr.adv_on() { fwd_adv } else { fwd_plain };
         let l = tr.train_step(&train);
         tr.state.wall_s += t0.elapsed().as_secs_f64();
         window.1 += cfg.batch as u64;
@@ -486,6 +475,62 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
     }
     let out = tr.checkpoint()?;
     bar.finish_with_message(format!("stopped at step {}; checkpoint and {} written", tr.state.step, out.display()));
-    eprintln!("forward pass of one batch: {:.2} GMAC ({:.2} GFLOP per training image incl. backward ≈ 3× forward)", fwd as f64 / 1e9, fwd as f64 * 6.0 / 1e9 / cfg.batch as f64);
+    eprintln!(
+        "forward pass of one batch: {:.2} GMAC without the adversarial term, {:.2} with it ({:.2} / {:.2} GFLOP per training image, counting backward as 2× forward)",
+        fwd_plain as f64 / 1e9, fwd_adv as f64 / 1e9, fwd_plain as f64 * 6.0 / 1e9 / cfg.batch as f64, fwd_adv as f64 * 6.0 / 1e9 / cfg.batch as f64
+    );
     Ok(())
+}
+
+/// Training throughput on one backend, measured by [`bench`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Bench {
+    pub backend: String,
+    pub model: ModelKind,
+    pub adversarial: bool,
+    pub batch: usize,
+    pub crop: u32,
+    /// Seconds of each timed step (after the warm-up steps).
+    pub step_s: Vec<f64>,
+    /// Multiply-accumulates of one forward pass of the step's networks for the whole batch.
+    pub forward_macs: u64,
+}
+
+impl Bench {
+    /// Median seconds per step.
+    pub fn median_s(&self) -> f64 {
+        let mut v = self.step_s.clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    pub fn images_per_s(&self) -> f64 {
+        self.batch as f64 / self.median_s()
+    }
+    /// Training FLOP/s, counting a step as 3× its forward pass (backward ≈ 2× forward) and a MAC as 2 FLOP.
+    pub fn gflops(&self) -> f64 {
+        self.forward_macs as f64 * 6.0 / self.median_s() / 1e9
+    }
+}
+
+/// Times `steps` training steps (after `warmup` untimed ones) of freshly initialised networks on
+/// `device`, on random crops: throughput does not depend on the pixels. Uses a temporary run folder.
+pub fn bench(mut cfg: TrainConfig, lpips_path: &Path, device: Device, backend: &str, adversarial: bool, warmup: usize, steps: usize) -> Result<Bench> {
+    cfg.adv_start = if adversarial { 0 } else { u64::MAX };
+    let dir = std::env::temp_dir().join(format!("epsvae-bench-{}-{backend}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut tr = Trainer::open(&dir, cfg.clone(), lpips_path, device)?;
+    let forward_macs = tr.forward_macs(adversarial);
+    let n = cfg.batch * 3 * (cfg.crop as usize).pow(2);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut step_s = vec![];
+    for i in 0..warmup + steps {
+        let x: Vec<f32> = (0..n).map(|_| uniform(&mut rng) as f32).collect();
+        let t0 = Instant::now();
+        tr.step(x);
+        if i >= warmup {
+            step_s.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Bench { backend: backend.into(), model: cfg.model, adversarial, batch: cfg.batch, crop: cfg.crop, step_s, forward_macs })
 }
