@@ -150,11 +150,15 @@ test("a second visit downloads no weights (Cache API)", { timeout: TIMEOUT }, as
 test("without --enable-unsafe-webgpu the page falls back to the CPU and says why", { timeout: TIMEOUT }, async () => {
   const b = await browser(false);
   try {
-    const { page } = await open(b, "?backend=webgpu");
+    const { page, requests } = await open(b, "?backend=webgpu");
     await ready(page);
     assert.equal(await page.evaluate(() => window.epsvae.backend), "cpu");
     const info = await page.$eval("#backend-info", (e) => e.textContent);
     assert.match(info, /because WebGPU is unavailable: .+/);
+    // ... and it fetched the CPU-only module, not the larger WebGPU one.
+    assert.equal(await page.evaluate(() => window.epsvae.module), "pkg-cpu");
+    const wasm = requests.map((u) => new URL(u).pathname).filter((p) => p.endsWith(".wasm"));
+    assert.deepEqual(wasm, ["/pkg-cpu/epsvae_bg.wasm"]);
   } finally {
     await b.close();
   }

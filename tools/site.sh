@@ -7,24 +7,32 @@ cd "$(dirname "$0")/.."
 out="${1:-target/site}"
 source tools/setup.sh
 bash tools/setup-web.sh
-cargo build --lib --target wasm32-unknown-unknown --profile wasm --no-default-features --features web
-wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/epsvae.wasm"
-rm -rf "$out" && mkdir -p "$out/pkg"
-wasm-bindgen --target web --no-typescript --out-dir "$out/pkg" "$wasm"
-# npm's binaryen (Debian's wasm-opt 108 breaks the module at init; PLATFORM.md). It takes minutes,
-# so its output is kept in target/wasm-opt/ under the hash of its input.
-key=$(sha256sum "$out/pkg/epsvae_bg.wasm" | cut -c1-16)
-opt="target/wasm-opt/$key.wasm"
-if [ ! -s "$opt" ]; then
-  mkdir -p target/wasm-opt
-  node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-    "$out/pkg/epsvae_bg.wasm" -o "$opt.tmp"
-  mv "$opt.tmp" "$opt"
-fi
-cp "$opt" "$out/pkg/epsvae_bg.wasm"
+rm -rf "$out" && mkdir -p "$out"
+# Two modules: pkg/ with WebGPU and the CPU fallback, and pkg-cpu/ (CPU only, much smaller) that
+# the page loads when the browser offers no WebGPU adapter or the person asks for the CPU.
+for variant in pkg:web,gpu pkg-cpu:web; do
+  dir="$out/${variant%%:*}"
+  cargo build --lib --target wasm32-unknown-unknown --profile wasm --no-default-features --features "${variant#*:}"
+  wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/epsvae.wasm"
+  mkdir -p "$dir"
+  wasm-bindgen --target web --no-typescript --out-dir "$dir" "$wasm"
+  # npm's binaryen (Debian's wasm-opt 108 breaks the module at init; PLATFORM.md). It takes minutes,
+  # so its output is kept in target/wasm-opt/ under the hash of its input.
+  key=$(sha256sum "$dir/epsvae_bg.wasm" | cut -c1-16)
+  opt="target/wasm-opt/$key.wasm"
+  if [ ! -s "$opt" ]; then
+    mkdir -p target/wasm-opt
+    node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+      "$dir/epsvae_bg.wasm" -o "$opt.tmp"
+    mv "$opt.tmp" "$opt"
+  fi
+  cp "$opt" "$dir/epsvae_bg.wasm"
+done
 cp -r www/index.html www/app.js www/worker.js www/style.css www/samples "$out/"
 mkdir -p "$out/weights"
 cp weights/manifest.json weights/*.safetensors "$out/weights/"
-raw=$(stat -c %s "$out/pkg/epsvae_bg.wasm")
-gz=$(gzip -9 -c "$out/pkg/epsvae_bg.wasm" | wc -c)
-echo "site: $out (wasm $raw bytes, $gz gzipped)"
+for dir in pkg pkg-cpu; do
+  raw=$(stat -c %s "$out/$dir/epsvae_bg.wasm")
+  gz=$(gzip -9 -c "$out/$dir/epsvae_bg.wasm" | wc -c)
+  echo "site: $out/$dir (wasm $raw bytes, $gz gzipped)"
+done

@@ -162,8 +162,9 @@ async function boot(preferred) {
   pending.clear();
   startWorker();
   const t0 = performance.now();
-  const info = await call("init");
-  timing("wasm compile", info.ms);
+  const info = await call("init", preferred);
+  timing(`wasm download + compile (${info.module === "pkg" ? "WebGPU + CPU build" : "CPU-only build"})`, info.ms);
+  state.module = info.module;
   let backend = preferred;
   let reason = "";
   if (backend === "webgpu" && !info.gpu.available) {

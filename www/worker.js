@@ -1,6 +1,8 @@
 // The model runs here, off the main thread: wasm (burn) on WebGPU or on the CPU. The page talks to
 // it with {id, cmd, args} messages; progress arrives as {type: "progress", ...}.
-import init, { Session, metrics, decodeImage } from "./pkg/epsvae.js";
+// Two builds of the module: pkg/ (WebGPU and CPU) and pkg-cpu/ (CPU only, a smaller download),
+// chosen in init() before anything is fetched.
+let Session, metrics, decodeImage;
 
 const CACHE = "epsvae-weights-v1";
 let session = null;
@@ -72,10 +74,16 @@ async function load(slot, url, sha256, bytes) {
 }
 
 const handlers = {
-  async init() {
+  // Loads and compiles the module: the WebGPU build when WebGPU is wanted and an adapter is
+  // offered, otherwise the CPU-only build.
+  async init(preferred) {
+    const gpu = await adapterInfo();
+    const module = preferred === "webgpu" && gpu.available ? "pkg" : "pkg-cpu";
     const t0 = performance.now();
-    await init();
-    return { ms: performance.now() - t0, gpu: await adapterInfo() };
+    const wasm = await import(`./${module}/epsvae.js`);
+    await wasm.default();
+    ({ Session, metrics, decodeImage } = wasm);
+    return { ms: performance.now() - t0, gpu, module };
   },
   async open(backend) {
     const t0 = performance.now();
