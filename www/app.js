@@ -191,6 +191,18 @@ async function boot(preferred) {
   state.fallbackReason = reason;
   setStatus("loading weights…");
   await loadWeights();
+  // Warm-up: one encode and one Euler step on a small grey image, so the first kernels (shader
+  // compilation and autotuning) run while the page says "loading", not on the first photo.
+  // The CPU has no kernels to compile, so only WebGPU warms up.
+  if (backend === "webgpu") {
+    setStatus("warming up (first kernels)…");
+    const tw = performance.now();
+    const n = 64;
+    await call("encode", new Uint8Array(n * n * 4).fill(128), n, n);
+    await call("begin", 1, 0);
+    await call("step");
+    timing(`warm-up (${n}×${n}, 1 step)`, performance.now() - tw);
+  }
   state.ready = true;
   timing("ready (total)", performance.now() - t0);
   setStatus(`ready on ${backend === "webgpu" ? "WebGPU" : "CPU"}: choose an image`);
