@@ -63,14 +63,14 @@ impl Flow {
 
     /// v̂ = G(x_t / s(t), time_scale·t, z), or c_skip·x_t + c_out·G(…) when preconditioned; t: [B].
     pub fn velocity(&self, decoder: &Decoder, x_t: Tensor<4>, t: Tensor<1>, z: Tensor<4>) -> Tensor<4> {
-        let s = per_sample(self.input_scale(t.clone()));
-        let g = decoder.forward(x_t.clone() / s, t.clone() * self.time_scale, z);
+        let scale = self.input_scale(t.clone());
+        let g = decoder.forward(x_t.clone() / per_sample(scale.clone()), t.clone() * self.time_scale, z);
         if !self.precondition {
             return g;
         }
         // The same formulas as `precondition_scales`, on the per-sample times.
         let g2 = (self.gamma * self.sigma_data).powi(2);
-        let s2 = self.input_scale(t.clone()).powi_scalar(2);
+        let s2 = scale.powi_scalar(2);
         let cov = t.clone() - (t.neg() + 1.0) * g2;
         let c_skip = cov.clone() / s2.clone();
         let c_out = (cov.powi_scalar(2).neg() / s2 + (1.0 + g2)).clamp_min(0.0).sqrt();
