@@ -11,7 +11,7 @@ licence, size, sha256, split). The validation split (about 10% of each package's
 content hash, so it never changes) is never read by training. Every step is skipped when its
 output already exists, so the command can be re-run.
 """
-import argparse, fnmatch, hashlib, io, json, os, struct, subprocess, sys, zlib
+import argparse, fnmatch, hashlib, io, json, os, shutil, struct, subprocess, sys, zlib
 from pathlib import Path
 
 try:
@@ -62,6 +62,7 @@ def run(cmd, **kw):
 def fetch(out):
     debs, pkgs = out / "debs", out / "pkgs"
     debs.mkdir(parents=True, exist_ok=True)
+    pkgs.mkdir(parents=True, exist_ok=True)
     missing = [p for p in LICENCES if not list(debs.glob(f"{p}_*.deb"))]
     if missing:
         print(f"downloading {len(missing)} packages", flush=True)
@@ -108,12 +109,23 @@ def rcc_files(path):
     yield from walk(0, "")
 
 
+def ensure_edje_decc():
+    """edje_decc (Debian's libedje-bin) decodes the Enlightenment .edj archives; a fresh machine lacks it."""
+    if shutil.which("edje_decc"):
+        return
+    print("installing libedje-bin (edje_decc)", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    run([*sudo, "apt-get", "update", "-qq"])
+    run([*sudo, "apt-get", "install", "-y", "-qq", "libedje-bin"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def candidates(pkgs, work):
     """Yields (package, path in package, bytes) of every photo DATA.md lists."""
     bg = pkgs / "enlightenment-data/usr/share/enlightenment/data/backgrounds"
     for n in ENLIGHTENMENT:
         dst = work / "edj" / n
         if not (dst / "img.png").exists() and not list(dst.glob("**/*.png")):
+            ensure_edje_decc()
             dst.mkdir(parents=True, exist_ok=True)
             print(f"edje_decc {n}.edj (about 30 s)", flush=True)
             run(["edje_decc", str(bg / f"{n}.edj"), "-output", str(dst)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
