@@ -97,6 +97,10 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         }
         b.checkpoint().unwrap();
         drop(b);
+        // The optimiser file keeps Adam's second moment only (β1 = 0: the first is never read).
+        let optim = burn_pack::Reader::from_file(resumed.join("ckpt-2/optim_g.bin")).unwrap().into_tensors().unwrap();
+        assert!(optim.iter().any(|t| t.name.ends_with(".moment_2")));
+        assert!(!optim.iter().any(|t| t.name.ends_with(".moment_1")), "{kind:?}: the first moment was stored");
         let mut b = Trainer::open(&resumed, cfg.clone(), &lpips_path(), Device::flex()).unwrap();
         assert_eq!(b.state.step, 2);
         for _ in 0..2 {
@@ -113,5 +117,64 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         let init = Trainer::open(&run("fresh"), cfg.clone(), &lpips_path(), Device::flex()).unwrap();
         let w0 = epsvae::weights::collect_params(init.ema());
         assert!(w0.iter().zip(&wa).any(|((_, _, x), (_, _, y))| x != y), "{kind:?}: four steps changed nothing");
+    }
+}
+
+/// The libtorch backend (the `tch` feature, PyTorch's CPU kernels) trains the same Rust model as
+/// flex: from one checkpoint, two steps with every loss on (score or L1, ST-LPIPS, adversarial with
+/// R1) give the same losses and the same EMA weights. Only in builds with `tch`, which CI lacks (it
+/// needs a PyTorch install); the README's "Training" section gives the command.
+#[cfg(feature = "tch")]
+#[test]
+#[allow(deprecated)] // burn 0.22 marks its tch backend deprecated
+fn two_training_steps_on_libtorch_match_flex() {
+    use epsvae::train::data::Corpus;
+    use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
+    let corpus = Corpus::load(&synthetic_corpus("tch"), "train").unwrap();
+    for kind in [ModelKind::Epsvae, ModelKind::Vae] {
+        let mut cfg = TrainConfig::new("tiny", kind);
+        (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 0, 2);
+        let run = |name: &str| std::env::temp_dir().join(format!("epsvae-tch-{name}-{kind:?}-{}", std::process::id()));
+        let (on_flex, on_tch) = (run("flex"), run("tch"));
+        for d in [&on_flex, &on_tch] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        // Both start from the weights flex initialised (the backends' random generators differ).
+        Trainer::open(&on_flex, cfg.clone(), &lpips_path(), Device::flex()).unwrap().checkpoint().unwrap();
+        std::fs::create_dir_all(on_tch.join("ckpt-0")).unwrap();
+        for f in ["train.json", "model.json"] {
+            std::fs::copy(on_flex.join(f), on_tch.join(f)).unwrap();
+        }
+        for f in std::fs::read_dir(on_flex.join("ckpt-0")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, on_tch.join("ckpt-0").join(f.file_name().unwrap())).unwrap();
+        }
+        let mut a = Trainer::open(&on_flex, cfg.clone(), &lpips_path(), Device::flex()).unwrap();
+        let mut b = Trainer::open(&on_tch, cfg.clone(), &lpips_path(), Device::libtorch()).unwrap();
+        for step in 0..2 {
+            let (la, lb) = (a.train_step(&corpus), b.train_step(&corpus));
+            eprintln!("{kind:?} step {step}: flex {la:?}\n{kind:?} step {step}: tch  {lb:?}");
+            for (name, x, y, tol) in [("recon", la.recon, lb.recon, 1e-4), ("lpips", la.lpips, lb.lpips, 1e-4), ("g_adv", la.g_adv, lb.g_adv, 1e-3), ("d_loss", la.d_loss, lb.d_loss, 1e-2)] {
+                assert!((x - y).abs() <= tol * x.abs().max(1e-3), "{kind:?} step {step}: {name} {x} on flex, {y} on tch");
+            }
+        }
+        // Adam moves a weight by about lr per step whatever its gradient's size, so a weight whose
+        // gradient is near zero may step either way on two backends: count those, bound the rest.
+        let lr = cfg.lr * 2.0 / cfg.warmup as f64;
+        let (wa, wb) = (epsvae::weights::collect_params(a.ema()), epsvae::weights::collect_params(b.ema()));
+        let (mut n, mut off, mut max) = (0usize, 0usize, 0f32);
+        for ((name, _, x), (_, _, y)) in wa.iter().zip(&wb) {
+            for (p, q) in x.iter().zip(y) {
+                let d = (p - q).abs();
+                assert!(d <= (4.0 * lr) as f32, "{kind:?} {name}: flex {p}, tch {q}");
+                off += (d > (0.1 * lr) as f32) as usize;
+                (n, max) = (n + 1, max.max(d));
+            }
+        }
+        eprintln!("{kind:?}: {off} of {n} EMA weights differ by more than 0.1·lr; largest difference {max:e}");
+        assert!(off * 1000 <= n, "{kind:?}: {off} of {n} weights differ by more than 0.1·lr");
+        for d in [&on_flex, &on_tch] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }

@@ -88,25 +88,27 @@ enum Cmd {
         /// Total steps to reach.
         #[arg(long, default_value_t = 200_000)]
         steps: u64,
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        /// Square crop side in pixels.
-        #[arg(long, default_value_t = 64)]
-        crop: u32,
+        /// Batch size [default: 8, or the run's train.json when resuming].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Square crop side in pixels [default: 64, or the run's].
+        #[arg(long)]
+        crop: Option<u32>,
         /// Stop after this many seconds (a checkpoint is written on the way out).
         #[arg(long)]
         max_seconds: Option<u64>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Steps between validations.
-        #[arg(long, default_value_t = 500)]
-        val_every: u64,
-        /// Step from which the adversarial loss is on.
-        #[arg(long, default_value_t = 3000)]
-        adv_start: u64,
-        /// Seconds between checkpoints.
-        #[arg(long, default_value_t = 600)]
-        checkpoint_every: u64,
+        /// [default: 0, or the run's; a run cannot change its seed]
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Steps between validations [default: 500, or the run's].
+        #[arg(long)]
+        val_every: Option<u64>,
+        /// Step from which the adversarial loss is on [default: 3000, or the run's].
+        #[arg(long)]
+        adv_start: Option<u64>,
+        /// Seconds between checkpoints [default: 600, or the run's].
+        #[arg(long)]
+        checkpoint_every: Option<u64>,
         /// flex (burn's CPU backend), or tch (PyTorch's kernels; builds with `--features tch`).
         /// A run may resume on another backend.
         #[arg(long, default_value = "flex")]
@@ -311,14 +313,22 @@ fn main() -> Result<()> {
         }
         #[cfg(feature = "train")]
         Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, backend } => {
-            let mut cfg = epsvae::train::trainer::TrainConfig::new(&preset, model);
+            // A resumed run keeps the recipe in its train.json; flags given here override it.
+            let saved = run.join("train.json");
+            let mut cfg = if saved.exists() {
+                let mut c: epsvae::train::trainer::TrainConfig = serde_json::from_slice(&std::fs::read(&saved)?).with_context(|| format!("reading {}", saved.display()))?;
+                (c.preset, c.model) = (preset, model); // checked against the run by Trainer::open
+                c
+            } else {
+                epsvae::train::trainer::TrainConfig::new(&preset, model)
+            };
             cfg.steps = steps;
-            cfg.batch = batch;
-            cfg.crop = crop;
-            cfg.seed = seed;
-            cfg.val_every = val_every;
-            cfg.adv_start = adv_start;
-            cfg.checkpoint_every_s = checkpoint_every;
+            cfg.batch = batch.unwrap_or(cfg.batch);
+            cfg.crop = crop.unwrap_or(cfg.crop);
+            cfg.seed = seed.unwrap_or(cfg.seed);
+            cfg.val_every = val_every.unwrap_or(cfg.val_every);
+            cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
+            cfg.checkpoint_every_s = checkpoint_every.unwrap_or(cfg.checkpoint_every_s);
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, device)?;
         }

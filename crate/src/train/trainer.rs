@@ -124,14 +124,76 @@ pub struct StepLosses {
     pub d_loss: f32,
 }
 
+/// A run folder. Each checkpoint is a folder `ckpt-<step>`; resuming takes the newest (or `ckpt`,
+/// the layout of runs checkpointed before step numbers were in the name). A process removes the
+/// checkpoints it superseded itself, never ones it found: those may be committed, and replacing a
+/// committed binary in git costs its size twice (old and new), where adding one costs it once.
 struct Paths {
     dir: PathBuf,
 }
 
 impl Paths {
-    fn ckpt(&self, name: &str) -> PathBuf {
-        self.dir.join("ckpt").join(name)
+    fn latest(&self) -> Option<PathBuf> {
+        let numbered = std::fs::read_dir(&self.dir).ok()?.filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let step: u64 = name.strip_prefix("ckpt-")?.parse().ok()?;
+            Some((step, self.dir.join(name)))
+        });
+        let newest = numbered.filter(|(_, p)| p.join("state.json").exists()).max_by_key(|(s, _)| *s).map(|(_, p)| p);
+        newest.or_else(|| Some(self.dir.join("ckpt")).filter(|p| p.join("state.json").exists()))
     }
+}
+
+/// Adam's first moment is not stored: with β1 = 0 every step sets it to that step's gradient
+/// before reading it, so zeros restore the optimiser exactly, and its files are half the size.
+const BETA_1: f32 = 0.0;
+const MOMENT_1: &str = ".moment_1";
+const MOMENT_2: &str = ".moment_2";
+
+fn save_optimizer(optim: &burn::optim::ModuleOptimizer, path: &Path) -> Result<()> {
+    use burn_pack::{Reader, Tensor as Entry, Writer};
+    let reader = Reader::from_bytes(optim.into_bytes().map_err(|e| anyhow::anyhow!("optimiser state: {e:?}"))?)?;
+    let (scalars, meta) = (reader.scalars().clone(), reader.metadata().clone());
+    let mut kept = vec![];
+    for t in reader.into_tensors()? {
+        if !t.name.ends_with(MOMENT_1) {
+            let (name, dtype, shape, id, bytes) = t.into_parts()?;
+            kept.push(Entry::new(name, dtype, shape, id, bytes));
+        }
+    }
+    let mut w = Writer::new(kept);
+    for (k, v) in &scalars {
+        w = w.with_scalar(k, *v);
+    }
+    for (k, v) in &meta {
+        w = w.with_metadata(k, v);
+    }
+    w.write_to_file(path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn load_optimizer(optim: burn::optim::ModuleOptimizer, path: &Path) -> Result<burn::optim::ModuleOptimizer> {
+    use burn_pack::{Bytes, Reader, Tensor as Entry, Writer};
+    let reader = Reader::from_bytes(Bytes::from_bytes_vec(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?))
+        .with_context(|| format!("{} is not an optimiser state (burnpack)", path.display()))?;
+    let (scalars, meta) = (reader.scalars().clone(), reader.metadata().clone());
+    let mut entries = vec![];
+    let tensors = reader.into_tensors()?;
+    let has_m1 = tensors.iter().any(|t| t.name.ends_with(MOMENT_1));
+    for t in tensors {
+        let (name, dtype, shape, id, bytes) = t.into_parts()?;
+        if let Some(stem) = name.strip_suffix(MOMENT_2).filter(|_| !has_m1) {
+            entries.push(Entry::new(format!("{stem}{MOMENT_1}"), dtype, shape.clone(), id, Bytes::from_bytes_vec(vec![0; bytes.len()])));
+        }
+        entries.push(Entry::new(name, dtype, shape, id, bytes));
+    }
+    let mut w = Writer::new(entries);
+    for (k, v) in &scalars {
+        w = w.with_scalar(k, *v);
+    }
+    for (k, v) in &meta {
+        w = w.with_metadata(k, v);
+    }
+    optim.from_bytes(w.into_bytes()?).map_err(|e| anyhow::anyhow!("optimiser state in {}: {e:?}", path.display()))
 }
 
 fn parts(kind: ModelKind) -> Vec<Part> {
@@ -192,6 +254,8 @@ pub struct Trainer {
     inner: Device,
     ad: Device,
     paths: Paths,
+    /// The checkpoint this process wrote last (removed when it writes the next one).
+    written: Option<PathBuf>,
 }
 
 impl Trainer {
@@ -229,21 +293,21 @@ impl Trainer {
         let mut generator = Autoencoder::new(&model_cfg, &parts(cfg.model), &ad);
         let mut ema = generator.valid();
         let mut disc = Discriminator::new(cfg.model == ModelKind::Epsvae, 32, &ad);
-        let adam = AdamConfig::new().with_beta_1(0.0).with_beta_2(0.999).with_epsilon(1e-8);
+        let adam = AdamConfig::new().with_beta_1(BETA_1).with_beta_2(0.999).with_epsilon(1e-8);
         let mut optim_g = adam.init();
         let mut optim_d = adam.init();
         let mut state = RunState::default();
-        if paths.ckpt("state.json").exists() {
-            let load = |n: &str| ModuleRecord::load(paths.ckpt(n)).map_err(|e| anyhow::anyhow!("loading {}: {e:?}", paths.ckpt(n).display()));
+        if let Some(ck) = paths.latest() {
+            let load = |n: &str| ModuleRecord::load(ck.join(n)).map_err(|e| anyhow::anyhow!("loading {}: {e:?}", ck.join(n).display()));
             generator = generator.load_record(load("generator.bpk")?);
             ema = ema.load_record(load("ema.bpk")?);
             disc = disc.load_record(load("disc.bpk")?);
-            optim_g = optim_g.load(paths.ckpt("optim_g.bin")).map_err(|e| anyhow::anyhow!("optimiser: {e:?}"))?;
-            optim_d = optim_d.load(paths.ckpt("optim_d.bin")).map_err(|e| anyhow::anyhow!("optimiser: {e:?}"))?;
-            state = serde_json::from_slice(&std::fs::read(paths.ckpt("state.json"))?)?;
+            optim_g = load_optimizer(optim_g, &ck.join("optim_g.bin"))?;
+            optim_d = load_optimizer(optim_d, &ck.join("optim_d.bin"))?;
+            state = serde_json::from_slice(&std::fs::read(ck.join("state.json"))?)?;
         }
         let lpips = StLpips::load(lpips_path, &ad)?;
-        Ok(Self { flow: Flow::new(&model_cfg.flow), cfg, model_cfg, state, generator, ema, disc, optim_g, optim_d, lpips, inner, ad, paths })
+        Ok(Self { flow: Flow::new(&model_cfg.flow), cfg, model_cfg, state, generator, ema, disc, optim_g, optim_d, lpips, inner, ad, paths, written: None })
     }
 
     /// Whether the next step has the adversarial term.
@@ -359,8 +423,9 @@ impl Trainer {
         n
     }
 
-    /// Writes the checkpoint (atomically: into ckpt.tmp, then renamed) and the EMA weights.
-    pub fn checkpoint(&self) -> Result<PathBuf> {
+    /// Writes the checkpoint `ckpt-<step>` (atomically: into ckpt.tmp, then renamed) and the EMA
+    /// weights; removes the checkpoint this process wrote before.
+    pub fn checkpoint(&mut self) -> Result<PathBuf> {
         let tmp = self.paths.dir.join("ckpt.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
@@ -368,12 +433,15 @@ impl Trainer {
         save(self.generator.clone().into_record(), "generator.bpk")?;
         save(self.ema.clone().into_record(), "ema.bpk")?;
         save(self.disc.clone().into_record(), "disc.bpk")?;
-        self.optim_g.save(tmp.join("optim_g.bin")).map_err(|e| anyhow::anyhow!("saving optimiser: {e:?}"))?;
-        self.optim_d.save(tmp.join("optim_d.bin")).map_err(|e| anyhow::anyhow!("saving optimiser: {e:?}"))?;
+        save_optimizer(&self.optim_g, &tmp.join("optim_g.bin"))?;
+        save_optimizer(&self.optim_d, &tmp.join("optim_d.bin"))?;
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&self.state)?)?;
-        let dst = self.paths.dir.join("ckpt");
+        let dst = self.paths.dir.join(format!("ckpt-{}", self.state.step));
         let _ = std::fs::remove_dir_all(&dst);
         std::fs::rename(&tmp, &dst)?;
+        if let Some(old) = self.written.replace(dst.clone()).filter(|old| *old != dst) {
+            std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+        }
         let out = self.paths.dir.join("ema.safetensors");
         std::fs::write(&out, weights::write(&self.ema, &self.model_cfg, &self.provenance(), Storage::F32))?;
         // The raw (non-averaged) weights too, to compare with the EMA early in a run.
