@@ -213,7 +213,9 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     await page.goto(`${origin}/?backend=cpu`);
     await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
     assert.match(await page.$eval("#error", (e) => e.textContent), /corrupted|SHA-256/);
-    await page.unroute("**/*.safetensors");
+    // The page stops at the first corrupt file while the handler may still be corrupting the
+    // second one; the reload cancels that request, so its late fulfil must not fail the test.
+    await page.unrouteAll({ behavior: "ignoreErrors" });
     await page.reload();
     await ready(page);
 
