@@ -150,49 +150,51 @@ const BETA_1: f32 = 0.0;
 const MOMENT_1: &str = ".moment_1";
 const MOMENT_2: &str = ".moment_2";
 
-fn save_optimizer(optim: &burn::optim::ModuleOptimizer, path: &Path) -> Result<()> {
-    use burn_pack::{Reader, Tensor as Entry, Writer};
-    let reader = Reader::from_bytes(optim.into_bytes().map_err(|e| anyhow::anyhow!("optimiser state: {e:?}"))?)?;
+/// Reads an optimiser state (burnpack), lets `edit` change its list of tensors, and gives it back
+/// with the same scalars and metadata.
+fn rewrite_optimizer(bytes: burn_pack::Bytes, edit: impl FnOnce(Vec<burn_pack::Tensor>) -> Result<Vec<burn_pack::Tensor>>) -> Result<burn_pack::Writer> {
+    let reader = burn_pack::Reader::from_bytes(bytes).context("not an optimiser state (burnpack)")?;
     let (scalars, meta) = (reader.scalars().clone(), reader.metadata().clone());
-    let mut kept = vec![];
-    for t in reader.into_tensors()? {
-        if !t.name.ends_with(MOMENT_1) {
-            let (name, dtype, shape, id, bytes) = t.into_parts()?;
-            kept.push(Entry::new(name, dtype, shape, id, bytes));
-        }
-    }
-    let mut w = Writer::new(kept);
+    let mut w = burn_pack::Writer::new(edit(reader.into_tensors()?)?);
     for (k, v) in &scalars {
         w = w.with_scalar(k, *v);
     }
     for (k, v) in &meta {
         w = w.with_metadata(k, v);
     }
+    Ok(w)
+}
+
+fn save_optimizer(optim: &burn::optim::ModuleOptimizer, path: &Path) -> Result<()> {
+    let state = optim.into_bytes().map_err(|e| anyhow::anyhow!("optimiser state: {e:?}"))?;
+    let w = rewrite_optimizer(state, |tensors| {
+        let kept = tensors.into_iter().filter(|t| !t.name.ends_with(MOMENT_1));
+        kept.map(|t| {
+            let (name, dtype, shape, id, bytes) = t.into_parts()?;
+            Ok(burn_pack::Tensor::new(name, dtype, shape, id, bytes))
+        })
+        .collect()
+    })?;
     w.write_to_file(path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn load_optimizer(optim: burn::optim::ModuleOptimizer, path: &Path) -> Result<burn::optim::ModuleOptimizer> {
-    use burn_pack::{Bytes, Reader, Tensor as Entry, Writer};
-    let reader = Reader::from_bytes(Bytes::from_bytes_vec(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?))
-        .with_context(|| format!("{} is not an optimiser state (burnpack)", path.display()))?;
-    let (scalars, meta) = (reader.scalars().clone(), reader.metadata().clone());
-    let mut entries = vec![];
-    let tensors = reader.into_tensors()?;
-    let has_m1 = tensors.iter().any(|t| t.name.ends_with(MOMENT_1));
-    for t in tensors {
-        let (name, dtype, shape, id, bytes) = t.into_parts()?;
-        if let Some(stem) = name.strip_suffix(MOMENT_2).filter(|_| !has_m1) {
-            entries.push(Entry::new(format!("{stem}{MOMENT_1}"), dtype, shape.clone(), id, Bytes::from_bytes_vec(vec![0; bytes.len()])));
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let w = rewrite_optimizer(burn_pack::Bytes::from_bytes_vec(bytes), |tensors| {
+        // Files written before the first moment was dropped still hold it.
+        let has_m1 = tensors.iter().any(|t| t.name.ends_with(MOMENT_1));
+        let mut out = vec![];
+        for t in tensors {
+            let (name, dtype, shape, id, bytes) = t.into_parts()?;
+            if let Some(stem) = name.strip_suffix(MOMENT_2).filter(|_| !has_m1) {
+                let zeros = burn_pack::Bytes::from_bytes_vec(vec![0; bytes.len()]);
+                out.push(burn_pack::Tensor::new(format!("{stem}{MOMENT_1}"), dtype, shape.clone(), id, zeros));
+            }
+            out.push(burn_pack::Tensor::new(name, dtype, shape, id, bytes));
         }
-        entries.push(Entry::new(name, dtype, shape, id, bytes));
-    }
-    let mut w = Writer::new(entries);
-    for (k, v) in &scalars {
-        w = w.with_scalar(k, *v);
-    }
-    for (k, v) in &meta {
-        w = w.with_metadata(k, v);
-    }
+        Ok(out)
+    })
+    .with_context(|| format!("reading {}", path.display()))?;
     optim.from_bytes(w.into_bytes()?).map_err(|e| anyhow::anyhow!("optimiser state in {}: {e:?}", path.display()))
 }
 
