@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Runs `epsvae eval` on the validation split for the model card: at 128² and 256², on the runs'
+f32 EMA weights and on the shipped int8 files, and prints the card's tables and target checks.
+
+    python3 tools/eval_card.py [--bin target/debug/epsvae] [--out target/eval]
+
+The f32 weights are checkpoints/*/ema.safetensors (written by `epsvae train` at every checkpoint);
+the int8 ones are weights/*.safetensors. Each eval's rows are kept as JSON in --out.
+"""
+import argparse, json, subprocess, sys
+from pathlib import Path
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--bin", default="target/debug/epsvae")
+ap.add_argument("--out", default="target/eval", type=Path)
+ap.add_argument("--data", default="data/corpus/val")
+ap.add_argument("--sizes", default="128,256")
+a = ap.parse_args()
+a.out.mkdir(parents=True, exist_ok=True)
+files = {
+    "f32": ("checkpoints/epsvae-small/ema.safetensors", "checkpoints/vae-small/ema.safetensors"),
+    "int8": ("weights/epsvae-small.safetensors", "weights/vae-small.safetensors"),
+}
+for eps, vae in files.values():
+    for f in (eps, vae):
+        if not Path(f).exists():
+            sys.exit(f"eval_card.py: {f} is missing (train, or quantise the runs' EMA weights first)")
+
+rows = {}
+for size in map(int, a.sizes.split(",")):
+    for storage, (eps, vae) in files.items():
+        j = a.out / f"eval-{size}-{storage}.json"
+        cmd = [a.bin, "eval", "--data", a.data, "--size", str(size), "--steps", "1,2,3", "--weights", eps, "--baseline", vae, "--json", str(j)]
+        print("$", " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        rows[size, storage] = json.loads(j.read_text())
+
+
+def name(r):
+    return "VAE" if r["steps"] is None else f"ε-VAE {r['steps']} step{'s' if r['steps'] > 1 else ''}"
+
+
+def pick(size, storage, steps):
+    return next(r for r in rows[size, storage] if r["steps"] == steps)
+
+
+for size in sorted({s for s, _ in rows}):
+    n = rows[size, "f32"][0]["images"]
+    print(f"\nAt {size}×{size} ({n} photos):\n")
+    print("| decoder | storage | PSNR (dB) ↑ | SSIM ↑ | ST-LPIPS ↓ |\n|---|---|---|---|---|")
+    for i, r in enumerate(rows[size, "f32"]):
+        for storage in files:
+            q = rows[size, storage][i]
+            print(f"| {name(q)} | {storage} | {q['psnr']:.2f} | {q['ssim']:.4f} | {q['st_lpips']:.4f} |")
+    print()
+    for storage in files:
+        v, e = pick(size, storage, None), pick(size, storage, 3)
+        print(f"{storage}: ε-VAE 3 steps vs VAE: ST-LPIPS {100 * (e['st_lpips'] / v['st_lpips'] - 1):+.1f}%, PSNR {e['psnr'] - v['psnr']:+.2f} dB  ")
+    for steps in (None, 3):
+        d = pick(size, "int8", steps)["psnr"] - pick(size, "f32", steps)["psnr"]
+        print(f"int8 − f32 PSNR, {name(pick(size, 'f32', steps))}: {d:+.3f} dB  ")
