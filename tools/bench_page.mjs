@@ -12,7 +12,7 @@ import { chromium } from "playwright-core";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const site = process.argv[2] || join(root, "target/site");
 const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json")));
-for (const [dir, what] of [["pkg", "WebGPU + CPU"], ["pkg-cpu", "CPU only"]]) {
+for (const [dir, what] of [["pkg", "WebGPU"], ["pkg-cpu", "CPU"]]) {
   const wasm = readFileSync(join(site, dir, "epsvae_bg.wasm"));
   console.log(`wasm ${dir}/ (${what}): ${(wasm.length / 1e6).toFixed(2)} MB raw, ${(gzipSync(wasm, { level: 9 }).length / 1e6).toFixed(2)} MB gzipped`);
 }

@@ -8,12 +8,14 @@ out="${1:-target/site}"
 source tools/setup.sh
 bash tools/setup-web.sh
 rm -rf "$out" && mkdir -p "$out"
-# Two modules: pkg/ with WebGPU and the CPU fallback, and pkg-cpu/ (CPU only, much smaller) that
-# the page loads when the browser offers no WebGPU adapter or the person asks for the CPU.
-for variant in pkg:web,gpu pkg-cpu:web; do
-  dir="$out/${variant%%:*}"
-  cargo build --lib --target wasm32-unknown-unknown --profile wasm --no-default-features --features "${variant#*:}"
-  wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/epsvae.wasm"
+# Two modules: pkg/ (WebGPU) and pkg-cpu/ (burn's flex CPU backend), which the page loads when
+# the browser offers no working WebGPU adapter or the person asks for the CPU.
+# Each has its own cargo profile (size for the WebGPU one, speed for the CPU one; Cargo.toml).
+for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
+  IFS=: read -r name profile features <<< "$variant"
+  dir="$out/$name"
+  cargo build --lib --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
+  wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$profile/epsvae.wasm"
   mkdir -p "$dir"
   wasm-bindgen --target web --no-typescript --out-dir "$dir" "$wasm"
   # npm's binaryen (Debian's wasm-opt 108 breaks the module at init; PLATFORM.md). It takes minutes,

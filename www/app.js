@@ -163,7 +163,7 @@ async function boot(preferred) {
   startWorker();
   const t0 = performance.now();
   const info = await call("init", preferred);
-  timing(`wasm download + compile (${info.module === "pkg" ? "WebGPU + CPU build" : "CPU-only build"})`, info.ms);
+  timing(`wasm download + compile (${info.module === "pkg" ? "WebGPU build" : "CPU build"})`, info.ms);
   state.module = info.module;
   let backend = preferred;
   let reason = "";
@@ -176,8 +176,12 @@ async function boot(preferred) {
     opened = await call("open", backend);
   } catch (e) {
     if (backend !== "webgpu") throw e;
+    // An adapter was offered but WebGPU did not start: the CPU lives in the other module.
     reason = e.message;
     backend = "cpu";
+    const cpu = await call("init", "cpu");
+    timing("wasm download + compile (CPU build, after WebGPU failed)", cpu.ms);
+    state.module = cpu.module;
     opened = await call("open", backend);
   }
   timing("device init", opened.ms);
@@ -209,21 +213,40 @@ async function boot(preferred) {
 }
 
 // ---- input -----------------------------------------------------------------------------------
-async function fileToImage(blob) {
+async function fileToImage(blob, name = "the file") {
+  let bmp;
   try {
-    const bmp = await createImageBitmap(blob);
-    const s = Math.min(1, MAX_SIDE / Math.max(bmp.width, bmp.height));
-    const w = Math.max(1, Math.round(bmp.width * s));
-    const h = Math.max(1, Math.round(bmp.height * s));
-    const c = new OffscreenCanvas(w, h);
-    const ctx = c.getContext("2d");
-    ctx.drawImage(bmp, 0, 0, w, h);
-    return { width: w, height: h, rgba: ctx.getImageData(0, 0, w, h).data };
+    bmp = await createImageBitmap(blob);
   } catch {
-    // The browser could not decode it: ask the model's own decoder, whose error names the problem.
-    const bytes = new Uint8Array(await blob.arrayBuffer());
-    return await call("decodeImage", bytes, MAX_SIDE);
+    throw new Error(await undecodable(blob, name));
   }
+  const s = Math.min(1, MAX_SIDE / Math.max(bmp.width, bmp.height));
+  const w = Math.max(1, Math.round(bmp.width * s));
+  const h = Math.max(1, Math.round(bmp.height * s));
+  const c = new OffscreenCanvas(w, h);
+  const ctx = c.getContext("2d");
+  ctx.drawImage(bmp, 0, 0, w, h);
+  bmp.close();
+  return { width: w, height: h, rgba: ctx.getImageData(0, 0, w, h).data };
+}
+
+// Why the browser could not decode a file, from its first bytes: a known image format that is
+// damaged, or something that is not an image at all.
+const SIGNATURES = [
+  ["PNG", [0x89, 0x50, 0x4e, 0x47]],
+  ["JPEG", [0xff, 0xd8, 0xff]],
+  ["GIF", [0x47, 0x49, 0x46, 0x38]],
+  ["BMP", [0x42, 0x4d]],
+  ["WebP", [0x52, 0x49, 0x46, 0x46]],
+];
+async function undecodable(blob, name) {
+  const head = new Uint8Array(await blob.slice(0, 16).arrayBuffer());
+  const size = `${blob.size.toLocaleString()} bytes`;
+  if (blob.size === 0) return `could not decode the image: ${name} is empty (0 bytes); choose a PNG, JPEG, WebP, GIF or BMP file`;
+  const known = SIGNATURES.find(([, sig]) => sig.every((b, i) => head[i] === b));
+  if (known) return `could not decode the image: ${name} (${size}) starts like a ${known[0]} file but the browser could not decode it (damaged, truncated, or too large to hold in memory); try re-saving it smaller`;
+  const text = Array.from(head.slice(0, 8), (b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
+  return `could not decode the image: ${name} (${size}, ${blob.type || "unknown type"}, starts with "${text}") is not an image this browser can read; choose a PNG, JPEG, WebP, GIF or BMP file`;
 }
 
 async function useImage(img, source) {
@@ -361,7 +384,7 @@ async function guarded(f) {
 }
 $("file").addEventListener("change", (e) => guarded(async () => {
   const f = e.target.files[0];
-  if (f) await useImage(await fileToImage(f), f.name);
+  if (f) await useImage(await fileToImage(f, f.name), f.name);
   e.target.value = "";
 }));
 document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
@@ -370,11 +393,11 @@ document.addEventListener("drop", (e) => {
   e.preventDefault();
   document.body.classList.remove("dragging");
   const f = e.dataTransfer.files[0];
-  if (f) guarded(async () => useImage(await fileToImage(f), f.name));
+  if (f) guarded(async () => useImage(await fileToImage(f, f.name), f.name));
 });
 document.addEventListener("paste", (e) => {
   const item = [...e.clipboardData.items].find((i) => i.kind === "file");
-  if (item) guarded(async () => useImage(await fileToImage(item.getAsFile()), "pasted image"));
+  if (item) guarded(async () => useImage(await fileToImage(item.getAsFile(), "the pasted item"), "pasted image"));
 });
 $("steps").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
 $("seed").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
@@ -405,7 +428,7 @@ async function samples() {
   $("samples").querySelectorAll("img").forEach((el) =>
     el.addEventListener("click", () => guarded(async () => {
       state.fromLink = false;
-      await useImage(await fileToImage(await (await fetch(el.src)).blob()), el.dataset.file);
+      await useImage(await fileToImage(await (await fetch(el.src)).blob(), el.dataset.file), el.dataset.file);
     })),
   );
 }

@@ -2,7 +2,7 @@
 // it with {id, cmd, args} messages; progress arrives as {type: "progress", ...}.
 // Two builds of the module: pkg/ (WebGPU and CPU) and pkg-cpu/ (CPU only, a smaller download),
 // chosen in init() before anything is fetched.
-let Session, metrics, decodeImage;
+let Session, metrics;
 
 const CACHE = "epsvae-weights-v1";
 let session = null;
@@ -82,7 +82,7 @@ const handlers = {
     const t0 = performance.now();
     const wasm = await import(`./${module}/epsvae.js`);
     await wasm.default();
-    ({ Session, metrics, decodeImage } = wasm);
+    ({ Session, metrics } = wasm);
     return { ms: performance.now() - t0, gpu, module };
   },
   async open(backend) {
@@ -121,12 +121,6 @@ const handlers = {
   exportLatent: () => session.exportLatent(),
   importLatent: (text) => session.importLatent(text),
   metrics: (a, b, w, h) => Array.from(metrics(a, b, w, h)),
-  decodeImage(bytes, maxSide) {
-    const f = decodeImage(bytes, maxSide);
-    const out = { width: f.width, height: f.height, rgba: f.x0_hat };
-    f.free();
-    return out;
-  },
   clearCache: () => caches.delete(CACHE),
 };
 

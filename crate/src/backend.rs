@@ -50,7 +50,10 @@ pub fn device(backend: Backend) -> Result<Device, String> {
     #[cfg(feature = "gpu")]
     static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
     match backend {
+        #[cfg(feature = "cpu")]
         Backend::Flex => Ok(Device::flex()),
+        #[cfg(not(feature = "cpu"))]
+        Backend::Flex => Err("this build has no flex backend\n---> HINT: build with the `cpu` feature (on by default)".into()),
         #[cfg(feature = "tch")]
         #[allow(deprecated)] // burn 0.22 marks its tch backend deprecated; it is what runs PyTorch's kernels
         Backend::LibTorch => Ok(Device::libtorch()),

@@ -55,6 +55,7 @@ impl Planar {
     }
 
     /// Decodes any format the `image` crate reads (PNG, JPEG, WebP, GIF, BMP).
+    #[cfg(feature = "codecs")]
     pub fn decode(bytes: &[u8]) -> Result<Self, ImageError> {
         let img = image::load_from_memory(bytes).map_err(|e| ImageError::Decode(e.to_string()))?;
         check_size(img.width() as usize, img.height() as usize)?;
@@ -62,12 +63,14 @@ impl Planar {
         Self::from_rgba(rgba.as_raw(), rgba.width() as usize, rgba.height() as usize)
     }
 
+    #[cfg(feature = "codecs")]
     pub fn to_rgba_image(&self) -> image::RgbaImage {
         image::RgbaImage::from_raw(self.width as u32, self.height as u32, self.to_rgba())
             .expect("buffer size matches")
     }
 
     /// Resamples to `width`×`height` (Lanczos3 when shrinking or enlarging, on 8-bit pixels).
+    #[cfg(feature = "codecs")]
     pub fn resize(&self, width: usize, height: usize) -> Self {
         if (width, height) == (self.width, self.height) {
             return self.clone();
@@ -82,6 +85,7 @@ impl Planar {
     }
 
     /// Scales down (never up) so the longer side is at most `max_side`, keeping the aspect ratio.
+    #[cfg(feature = "codecs")]
     pub fn fit_within(&self, max_side: usize) -> Self {
         let long = self.width.max(self.height);
         if long <= max_side {
@@ -140,6 +144,7 @@ impl Planar {
     }
 
     /// The centre `size`×`size` square after scaling the shorter side to `size` (evaluation crops).
+    #[cfg(feature = "codecs")]
     pub fn center_square(&self, size: usize) -> Self {
         let short = self.width.min(self.height);
         let s = size as f64 / short as f64;

@@ -81,7 +81,10 @@ impl Session {
                 .map_err(|e| JsError::new(&format!("WebGPU could not be initialised: {e}")))?,
             #[cfg(not(feature = "gpu"))]
             "webgpu" => return Err(JsError::new("this is the CPU-only module (built without the gpu feature); load pkg/ for WebGPU")),
+            #[cfg(feature = "cpu")]
             "cpu" => Device::flex(),
+            #[cfg(not(feature = "cpu"))]
+            "cpu" => return Err(JsError::new("this is the WebGPU module (built without the cpu feature); load pkg-cpu/ for the CPU")),
             other => return Err(JsError::new(&format!("backend {other:?} is not one of webgpu, cpu"))),
         };
         Ok(Session { device, backend, slots: vec![Slot::default(), Slot::default()], latent: None, baseline_latent: None, sampler: None })
@@ -257,15 +260,6 @@ pub fn metrics(a: &[u8], b: &[u8], width: usize, height: usize) -> Result<Vec<f6
     let a = Planar::from_rgba(a, width, height).map_err(js)?;
     let b = Planar::from_rgba(b, width, height).map_err(js)?;
     Ok(vec![crate::image::psnr(&a, &b), crate::image::ssim(&a, &b)])
-}
-
-/// Decodes an image file's bytes (PNG, JPEG, WebP, GIF, BMP) to `{width, height, rgba}`, scaled so
-/// the longer side is at most `max_side`. The page uses the browser's decoder first; this is the
-/// fallback that gives a clear error for files that are not images.
-#[wasm_bindgen(js_name = decodeImage)]
-pub fn decode_image(bytes: &[u8], max_side: usize) -> Result<Frame, JsError> {
-    let img = Planar::decode(bytes).map_err(js)?.fit_within(max_side.max(16));
-    Ok(Frame { index: 0, steps: 0, t: 0.0, t_next: 0.0, width: img.width as u32, height: img.height as u32, x_t: Vec::new(), x0_hat: img.to_rgba(), done: true })
 }
 
 #[wasm_bindgen]

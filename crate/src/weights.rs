@@ -530,8 +530,13 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
             "parts are {part_list:?}; expected the encoder first, then decoder and/or baseline"
         )));
     }
-    // The tensors the config implies, from the module itself (no parameter is initialised).
-    let model = Autoencoder::new(&header.config, &part_list, &Device::flex());
+    // The tensors the config implies, from the module itself (parameters are lazy: only their
+    // shapes are read, nothing is allocated). Any device serves; the WebGPU module has no flex.
+    #[cfg(feature = "cpu")]
+    let device = Device::flex();
+    #[cfg(not(feature = "cpu"))]
+    let device = Device::default();
+    let model = Autoencoder::new(&header.config, &part_list, &device);
     let expected: HashMap<String, Vec<usize>> = param_shapes(&model).into_iter().collect();
 
     let mut names = metadata.offset_keys();
