@@ -224,7 +224,13 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     writeFileSync(notImage, "these are notes, not pixels");
     await page.setInputFiles("#file", notImage);
     await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
-    assert.match(await page.$eval("#error", (e) => e.textContent), /could not decode the image/);
+    assert.match(await page.$eval("#error", (e) => e.textContent), /could not decode the image: notes\.png \(27 bytes.*starts with "these ar"\) is not an image/);
+    // A PNG cut off after its first 64 bytes: named as a damaged PNG.
+    const cut = join(scratch, "cut.png");
+    writeFileSync(cut, readFileSync(input).subarray(0, 64));
+    await page.setInputFiles("#file", cut);
+    await page.waitForFunction(() => /cut\.png/.test(document.getElementById("error").textContent), null, { timeout: TIMEOUT });
+    assert.match(await page.$eval("#error", (e) => e.textContent), /cut\.png \(64 bytes\) starts like a PNG file but the browser could not decode it/);
     const ok = await decodeFile(page, input);
     assert.equal(ok.frames, 3);
 

@@ -232,18 +232,19 @@ async function fileToImage(blob, name = "the file") {
 
 // Why the browser could not decode a file, from its first bytes: a known image format that is
 // damaged, or something that is not an image at all.
+// [format, bytes, offset]: WebP is a RIFF file (as WAV and AVI are) with "WEBP" at byte 8.
 const SIGNATURES = [
-  ["PNG", [0x89, 0x50, 0x4e, 0x47]],
-  ["JPEG", [0xff, 0xd8, 0xff]],
-  ["GIF", [0x47, 0x49, 0x46, 0x38]],
-  ["BMP", [0x42, 0x4d]],
-  ["WebP", [0x52, 0x49, 0x46, 0x46]],
+  ["PNG", [0x89, 0x50, 0x4e, 0x47], 0],
+  ["JPEG", [0xff, 0xd8, 0xff], 0],
+  ["GIF", [0x47, 0x49, 0x46, 0x38], 0],
+  ["BMP", [0x42, 0x4d], 0],
+  ["WebP", [0x57, 0x45, 0x42, 0x50], 8],
 ];
 async function undecodable(blob, name) {
   const head = new Uint8Array(await blob.slice(0, 16).arrayBuffer());
   const size = `${blob.size.toLocaleString()} bytes`;
   if (blob.size === 0) return `could not decode the image: ${name} is empty (0 bytes); choose a PNG, JPEG, WebP, GIF or BMP file`;
-  const known = SIGNATURES.find(([, sig]) => sig.every((b, i) => head[i] === b));
+  const known = SIGNATURES.find(([, sig, at]) => sig.every((b, i) => head[at + i] === b));
   if (known) return `could not decode the image: ${name} (${size}) starts like a ${known[0]} file but the browser could not decode it (damaged, truncated, or too large to hold in memory); try re-saving it smaller`;
   const text = Array.from(head.slice(0, 8), (b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
   return `could not decode the image: ${name} (${size}, ${blob.type || "unknown type"}, starts with "${text}") is not an image this browser can read; choose a PNG, JPEG, WebP, GIF or BMP file`;
