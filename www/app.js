@@ -213,7 +213,7 @@ async function boot(preferred) {
 }
 
 // ---- input -----------------------------------------------------------------------------------
-async function fileToImage(blob, name = "the file") {
+async function fileToImage(blob, name) {
   let bmp;
   try {
     bmp = await createImageBitmap(blob);

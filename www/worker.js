@@ -1,7 +1,7 @@
 // The model runs here, off the main thread: wasm (burn) on WebGPU or on the CPU. The page talks to
 // it with {id, cmd, args} messages; progress arrives as {type: "progress", ...}.
-// Two builds of the module: pkg/ (WebGPU and CPU) and pkg-cpu/ (CPU only, a smaller download),
-// chosen in init() before anything is fetched.
+// Two builds of the module: pkg/ (WebGPU) and pkg-cpu/ (burn's CPU backend), chosen in init()
+// before anything is fetched; init("cpu") again loads the CPU one if WebGPU then fails to start.
 let Session, metrics;
 
 const CACHE = "epsvae-weights-v1";

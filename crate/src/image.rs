@@ -84,19 +84,6 @@ impl Planar {
         Self::from_rgba(img.as_raw(), width, height).expect("resize keeps the buffer consistent")
     }
 
-    /// Scales down (never up) so the longer side is at most `max_side`, keeping the aspect ratio.
-    #[cfg(feature = "codecs")]
-    pub fn fit_within(&self, max_side: usize) -> Self {
-        let long = self.width.max(self.height);
-        if long <= max_side {
-            return self.clone();
-        }
-        let s = max_side as f64 / long as f64;
-        let w = ((self.width as f64 * s).round() as usize).max(1);
-        let h = ((self.height as f64 * s).round() as usize).max(1);
-        self.resize(w, h)
-    }
-
     /// Mirror-pads right and bottom up to multiples of `f` (the encoder needs H, W divisible by f).
     /// [`Planar::crop`] back to the original size after decoding: nothing is resampled.
     pub fn pad_to_multiple(&self, f: usize) -> Self {
