@@ -76,6 +76,25 @@ fn corpus_crops_are_in_range_and_depend_only_on_the_seed() {
 }
 
 #[test]
+fn learning_rate_warms_up_holds_then_decays_to_zero() {
+    use epsvae::train::trainer::{ModelKind, TrainConfig};
+    let mut cfg = TrainConfig::new("small", ModelKind::Epsvae);
+    (cfg.lr, cfg.warmup) = (2e-4, 100);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(cfg.lr_at(0), 2e-6) && close(cfg.lr_at(49), 1e-4) && close(cfg.lr_at(99), 2e-4));
+    assert!(close(cfg.lr_at(1_000_000), 2e-4), "no decay unless asked");
+    (cfg.decay_start, cfg.decay_end) = (1000, 1400);
+    assert!(close(cfg.lr_at(999), 2e-4) && close(cfg.lr_at(1000), 2e-4));
+    assert!(close(cfg.lr_at(1100), 1.5e-4) && close(cfg.lr_at(1300), 0.5e-4));
+    assert!(close(cfg.lr_at(1400), 0.0) && close(cfg.lr_at(5000), 0.0));
+    // A train.json written before the decay existed still reads, as a constant rate.
+    let mut old = serde_json::to_value(TrainConfig::new("small", ModelKind::Vae)).unwrap();
+    old.as_object_mut().unwrap().retain(|k, _| !k.starts_with("decay"));
+    let old: TrainConfig = serde_json::from_value(old).unwrap();
+    assert!(close(old.lr_at(10_000_000), old.lr));
+}
+
+#[test]
 fn a_resumed_run_matches_an_uninterrupted_one() {
     use epsvae::train::data::Corpus;
     use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};

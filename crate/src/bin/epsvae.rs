@@ -109,6 +109,10 @@ enum Cmd {
         /// Seconds between checkpoints [default: 600, or the run's].
         #[arg(long)]
         checkpoint_every: Option<u64>,
+        /// Learning-rate decay, START:END: constant until step START, then linear to 0 at step
+        /// END [default: none, or the run's].
+        #[arg(long, value_parser = parse_decay)]
+        decay: Option<(u64, u64)>,
         /// flex (burn's CPU backend), or tch (PyTorch's kernels; builds with `--features tch`).
         /// A run may resume on another backend.
         #[arg(long, default_value = "flex")]
@@ -203,6 +207,14 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
     match (p(w), p(h)) {
         (Some(w), Some(h)) => Ok((w, h)),
         _ => Err(format!("size {s:?}: width and height must be integers in 1..=8192")),
+    }
+}
+
+fn parse_decay(s: &str) -> std::result::Result<(u64, u64), String> {
+    let parsed = s.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    match parsed {
+        Some((a, b)) if a < b => Ok((a, b)),
+        _ => Err(format!("decay {s:?} is not START:END with integer steps START < END, e.g. 11000:12500")),
     }
 }
 
@@ -312,7 +324,7 @@ fn main() -> Result<()> {
             println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
         }
         #[cfg(feature = "train")]
-        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, backend } => {
+        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, decay, backend } => {
             // A resumed run keeps the recipe in its train.json; flags given here override it.
             let saved = run.join("train.json");
             let mut cfg = if saved.exists() {
@@ -329,6 +341,7 @@ fn main() -> Result<()> {
             cfg.val_every = val_every.unwrap_or(cfg.val_every);
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
             cfg.checkpoint_every_s = checkpoint_every.unwrap_or(cfg.checkpoint_every_s);
+            (cfg.decay_start, cfg.decay_end) = decay.unwrap_or((cfg.decay_start, cfg.decay_end));
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, device)?;
         }

@@ -61,6 +61,12 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warm-up steps (paper: 5k at batch 256).
     pub warmup: u64,
+    /// Step at which the learning rate starts to fall linearly from `lr` to 0 at `decay_end`
+    /// (warm-up, constant, decay) *(choice: the paper gives no decay)*; `u64::MAX`: constant.
+    #[serde(default = "never")]
+    pub decay_start: u64,
+    #[serde(default = "never")]
+    pub decay_end: u64,
     /// EMA decay of the generator (paper: 0.999), reached after a warm-up of
     /// (1 + step)/(10 + step) *(choice)*.
     pub ema: f64,
@@ -84,7 +90,24 @@ pub struct TrainConfig {
     pub val_every: u64,
 }
 
+fn never() -> u64 {
+    u64::MAX
+}
+
 impl TrainConfig {
+    /// The learning rate of step `step` (counted from 0): linear warm-up to `lr`, constant, then
+    /// linear decay to 0 between `decay_start` and `decay_end`.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let warm = ((step + 1) as f64 / self.warmup.max(1) as f64).min(1.0);
+        let decay = if step < self.decay_start {
+            1.0
+        } else {
+            let span = self.decay_end.saturating_sub(self.decay_start).max(1);
+            (1.0 - (step - self.decay_start) as f64 / span as f64).max(0.0)
+        };
+        self.lr * warm * decay
+    }
+
     pub fn new(preset: &str, model: ModelKind) -> Self {
         Self {
             preset: preset.into(),
@@ -93,6 +116,8 @@ impl TrainConfig {
             batch: 8,
             lr: 2e-4,
             warmup: 500,
+            decay_start: never(),
+            decay_end: never(),
             ema: 0.999,
             lpips_weight: 0.5,
             adv_weight: 0.5,
@@ -318,7 +343,7 @@ impl Trainer {
     }
 
     fn lr(&self) -> f64 {
-        self.cfg.lr * ((self.state.step + 1) as f64 / self.cfg.warmup.max(1) as f64).min(1.0)
+        self.cfg.lr_at(self.state.step)
     }
 
     /// One optimisation step of generator and discriminator on `x0` ([B, 3, S, S] host values).
