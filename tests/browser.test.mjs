@@ -164,6 +164,41 @@ test("without --enable-unsafe-webgpu the page falls back to the CPU and says why
   }
 });
 
+// The other fallback: an adapter is offered, but the device cannot be created. Headless Chromium
+// has no switch for that, so the test serves the page's own worker.js with one line in front that
+// makes GPUAdapter.requestDevice reject (a simulated GPU failure; everything else is real).
+test("when WebGPU offers an adapter but no device, the page loads the CPU module and says why", { timeout: TIMEOUT }, async () => {
+  const b = await browser(true);
+  try {
+    const context = await b.newContext();
+    await context.route("**/worker.js", async (route) => {
+      const res = await route.fetch();
+      const refuse = 'GPUAdapter.prototype.requestDevice = () => Promise.reject(new DOMException("simulated: no device for this adapter", "OperationError"));\n';
+      const headers = { ...res.headers() };
+      delete headers["content-length"]; // the body changes; its encoding is undone by fetch()
+      delete headers["content-encoding"];
+      await route.fulfill({ status: res.status(), headers, body: refuse + (await res.text()) });
+    });
+    const page = await context.newPage();
+    const requests = [];
+    context.on("request", (r) => requests.push(r.url()));
+    page.on("pageerror", (e) => console.error("pageerror:", e.message));
+    await page.goto(`${origin}/?backend=webgpu`);
+    await ready(page);
+    assert.equal(await page.evaluate(() => window.epsvae.backend), "cpu");
+    assert.equal(await page.evaluate(() => window.epsvae.module), "pkg-cpu");
+    const info = await page.$eval("#backend-info", (e) => e.textContent);
+    assert.match(info, /because WebGPU is unavailable: .*simulated: no device for this adapter/);
+    const wasm = requests.map((u) => new URL(u).pathname).filter((p) => p.endsWith(".wasm"));
+    assert.deepEqual(wasm, ["/pkg/epsvae_bg.wasm", "/pkg-cpu/epsvae_bg.wasm"]);
+    const got = await decodeFile(page, input);
+    assert.equal(got.frames, 3);
+    assert.equal(await page.$eval("#backend", (e) => e.value), "cpu");
+  } finally {
+    await b.close();
+  }
+});
+
 test("a shared link reproduces the image in a fresh browser and is short", { timeout: TIMEOUT }, async () => {
   const b = await browser(false);
   try {
