@@ -110,7 +110,7 @@ enum Cmd {
         #[arg(long)]
         checkpoint_every: Option<u64>,
         /// Learning-rate decay, START:END: constant until step START, then linear to 0 at step
-        /// END [default: none, or the run's].
+        /// END; `none` for a constant rate [default: none, or the run's].
         #[arg(long, value_parser = parse_decay)]
         decay: Option<(u64, u64)>,
         /// flex (burn's CPU backend), or tch (PyTorch's kernels; builds with `--features tch`).
@@ -211,6 +211,9 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
 }
 
 fn parse_decay(s: &str) -> std::result::Result<(u64, u64), String> {
+    if s == "none" {
+        return Ok((u64::MAX, u64::MAX));
+    }
     let parsed = s.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
         Some((a, b)) if a < b => Ok((a, b)),
@@ -342,6 +345,9 @@ fn main() -> Result<()> {
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
             cfg.checkpoint_every_s = checkpoint_every.unwrap_or(cfg.checkpoint_every_s);
             (cfg.decay_start, cfg.decay_end) = decay.unwrap_or((cfg.decay_start, cfg.decay_end));
+            if cfg.steps > cfg.decay_end {
+                bail!("--steps {} goes past the end of the run's learning-rate decay (rate 0 from step {}): give --decay START:END with a later END, or --decay none", cfg.steps, cfg.decay_end);
+            }
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, device)?;
         }
