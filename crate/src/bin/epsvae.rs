@@ -217,7 +217,7 @@ fn parse_decay(s: &str) -> std::result::Result<(u64, u64), String> {
     let parsed = s.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
         Some((a, b)) if a < b => Ok((a, b)),
-        _ => Err(format!("decay {s:?} is not START:END with integer steps START < END, e.g. 11000:12500")),
+        _ => Err(format!("decay {s:?} is not START:END with integer steps START < END (e.g. 11000:13000), nor none")),
     }
 }
 
