@@ -42,9 +42,11 @@ async function browser(webgpu) {
   });
 }
 
-// A page with request logging; `requests` lists every URL the page asked for.
-async function open(b, query = "", hash = "") {
+// A page with request logging; `requests` lists every URL the page asked for. `prepare(context)`
+// runs before the page opens (e.g. to install routes).
+async function open(b, query = "", hash = "", prepare = async () => {}) {
   const context = await b.newContext();
+  await prepare(context);
   const page = await context.newPage();
   const requests = [];
   context.on("request", (r) => requests.push(r.url()));
@@ -170,8 +172,7 @@ test("without --enable-unsafe-webgpu the page falls back to the CPU and says why
 test("when WebGPU offers an adapter but no device, the page loads the CPU module and says why", { timeout: TIMEOUT }, async () => {
   const b = await browser(true);
   try {
-    const context = await b.newContext();
-    await context.route("**/worker.js", async (route) => {
+    const refuseDevice = (context) => context.route("**/worker.js", async (route) => {
       const res = await route.fetch();
       const refuse = 'GPUAdapter.prototype.requestDevice = () => Promise.reject(new DOMException("simulated: no device for this adapter", "OperationError"));\n';
       const headers = { ...res.headers() };
@@ -179,11 +180,7 @@ test("when WebGPU offers an adapter but no device, the page loads the CPU module
       delete headers["content-encoding"];
       await route.fulfill({ status: res.status(), headers, body: refuse + (await res.text()) });
     });
-    const page = await context.newPage();
-    const requests = [];
-    context.on("request", (r) => requests.push(r.url()));
-    page.on("pageerror", (e) => console.error("pageerror:", e.message));
-    await page.goto(`${origin}/?backend=webgpu`);
+    const { page, requests } = await open(b, "?backend=webgpu", "", refuseDevice);
     await ready(page);
     assert.equal(await page.evaluate(() => window.epsvae.backend), "cpu");
     assert.equal(await page.evaluate(() => window.epsvae.module), "pkg-cpu");
