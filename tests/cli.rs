@@ -109,6 +109,48 @@ fn train_rejects_a_bad_or_exhausted_learning_rate_decay() {
     assert!(!o.status.success() && text(&o).contains("--steps 10 goes past the end of the run's learning-rate decay (rate 0 from step 5)"), "{}", text(&o));
 }
 
+#[cfg(feature = "train")]
+#[test]
+fn eval_scores_both_decoders_per_grid_and_the_mean_of_seeds() {
+    let d = scratch("eval");
+    let w = d.join("tiny.safetensors");
+    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "5"]).status.success());
+    let photos = d.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for name in ["storm.jpg", "citrus.jpg"] {
+        std::fs::copy(sample().with_file_name(name), photos.join(name)).unwrap();
+    }
+    std::fs::write(photos.join("notes.txt"), b"not an image: skipped by extension").unwrap();
+    let lpips = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/lpips/alex_shift_tolerant.pth");
+    let json = d.join("rows.json");
+    let (w, p, l, j) = (w.to_str().unwrap(), photos.to_str().unwrap(), lpips.to_str().unwrap(), json.to_str().unwrap());
+    let o = epsvae(&[
+        "eval", "--data", p, "--size", "32", "--steps", "1,2", "--seeds", "2", "--grid-base", "1,100", "--weights", w,
+        "--baseline", w, "--lpips", l, "--json", j,
+    ]);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    for row in ["| VAE |", "| ε-VAE 2 steps, grid n = 1 |", "| ε-VAE 2 steps, grid n = 100, mean image of 2 seeds |"] {
+        assert!(log.contains(row), "missing {row:?} in:\n{log}");
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The VAE, then per grid and step count a row and its mean-of-seeds row.
+    assert_eq!(rows.len(), 1 + 2 * 2 * 2, "{rows:#?}");
+    for r in &rows {
+        assert_eq!(r["images"], 2, "{r}");
+        let (psnr, ssim, lp) = (r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap(), r["st_lpips"].as_f64().unwrap());
+        assert!(psnr.is_finite() && psnr > 0.0 && (-1.0..=1.0).contains(&ssim) && lp >= 0.0, "{r}");
+    }
+    let find = |name: &str| rows.iter().find(|r| r["decoder"] == name).unwrap_or_else(|| panic!("no row {name:?}"));
+    // One step runs from t = 1 to 0 whatever the base; two steps do not.
+    assert_eq!(find("ε-VAE 1 step, grid n = 1")["psnr"], find("ε-VAE 1 step, grid n = 100")["psnr"]);
+    assert_ne!(find("ε-VAE 2 steps, grid n = 1")["psnr"], find("ε-VAE 2 steps, grid n = 100")["psnr"]);
+    assert_eq!(find("ε-VAE 2 steps, grid n = 1, mean image of 2 seeds")["seed_mean"], true);
+
+    let o = epsvae(&["eval", "--data", p, "--size", "32", "--weights", w, "--lpips", l, "--grid-base", "0.5"]);
+    assert!(!o.status.success() && text(&o).contains("grid base 0.5: expected a number ≥ 1"), "{}", text(&o));
+}
+
 #[test]
 fn the_server_serves_only_the_site_with_browser_mime_types() {
     use epsvae::serve::{mime, resolve};

@@ -104,6 +104,19 @@ pub struct FlowConfig {
     /// the spread of what it leaves, so the network learns a unit-variance residual and an
     /// untrained one already removes most of the noise. Absent (older files) means off.
     pub precondition: Option<bool>,
+    /// n of the reversed-log sampling grid t_i = ln(n − (n − 1)·i/N) / ln(n) (paper §3.2: m = 1,
+    /// n = 100). Absent (older files) means the paper's 100; 1 gives the uniform grid.
+    pub grid_base: Option<f64>,
+}
+
+/// The paper's reversed-log grid base n.
+pub const PAPER_GRID_BASE: f64 = 100.0;
+
+impl FlowConfig {
+    /// The sampling grid's base: the file's, or the paper's 100.
+    pub fn grid_base(&self) -> f64 {
+        self.grid_base.unwrap_or(PAPER_GRID_BASE)
+    }
 }
 
 /// How the latent is bounded *(choice)*: `tanh` keeps every value in (−1, 1), so the 8-bit
@@ -232,6 +245,9 @@ impl ModelConfig {
         }
         if !(0.0..=1.0).contains(&self.flow.gamma) || self.flow.gamma == 0.0 {
             return Err(format!("flow.gamma = {} must lie in (0, 1]", self.flow.gamma));
+        }
+        if let Some(n) = self.flow.grid_base.filter(|n| !(n.is_finite() && *n >= 1.0)) {
+            return Err(format!("flow.grid_base = {n} must be a finite number ≥ 1 (the paper's is 100)"));
         }
         if !(2..=8).contains(&self.latent.link_bits) {
             return Err(format!("latent.link_bits = {} must lie in 2..=8", self.latent.link_bits));

@@ -18,11 +18,13 @@ pub struct Flow {
     pub time_scale: f64,
     /// v̂ = c_skip·x_t + c_out·G instead of v̂ = G (see [`FlowConfig::precondition`]).
     pub precondition: bool,
+    /// n of the reversed-log sampling grid (see [`FlowConfig::grid_base`]).
+    pub grid_base: f64,
 }
 
 impl Flow {
     pub fn new(cfg: &FlowConfig) -> Self {
-        Self { gamma: cfg.gamma, sigma_data: cfg.sigma_data, time_scale: cfg.time_scale, precondition: cfg.precondition == Some(true) }
+        Self { gamma: cfg.gamma, sigma_data: cfg.sigma_data, time_scale: cfg.time_scale, precondition: cfg.precondition == Some(true), grid_base: cfg.grid_base() }
     }
 
     /// The preconditioning scales (c_skip, c_out) at time t. With y = γ·x0 of variance (γσ)²,
@@ -92,13 +94,24 @@ fn per_sample(t: Tensor<1>) -> Tensor<4> {
 /// The "reversed log" time grid of the paper (m = 1, n = 100): t_i = ln(100 − 99·i/N) / ln(100),
 /// i = 0..N, running from 1 to 0 with small steps at high noise and one large final jump.
 pub fn time_grid(steps: usize) -> Vec<f64> {
+    reversed_log_grid(steps, crate::config::PAPER_GRID_BASE)
+}
+
+/// The reversed-log grid with base n (m = 1): t_i = ln(n − (n − 1)·i/N) / ln(n), i = 0..N. The
+/// larger n, the smaller the steps at high noise and the larger the final jump; n → 1 tends to the
+/// uniform grid t_i = 1 − i/N, which n = 1 gives exactly.
+pub fn reversed_log_grid(steps: usize, base: f64) -> Vec<f64> {
     assert!(steps >= 1, "a sampling grid needs at least one step");
+    assert!(base >= 1.0 && base.is_finite(), "grid base {base} must be a finite number ≥ 1");
     (0..=steps)
         .map(|i| {
+            let u = i as f64 / steps as f64;
             if i == steps {
                 0.0 // exactly, whatever ln's last bit says
+            } else if base == 1.0 {
+                1.0 - u
             } else {
-                (100.0 - 99.0 * i as f64 / steps as f64).ln() / 100f64.ln()
+                (base - (base - 1.0) * u).ln() / base.ln()
             }
         })
         .collect()
@@ -137,7 +150,8 @@ pub struct Sampler {
 impl Sampler {
     /// Starts at t = 1 from `noise` ([B, 3, H, W], standard normal).
     pub fn new(flow: Flow, noise: Tensor<4>, steps: usize) -> Self {
-        Self { flow, grid: time_grid(steps), index: 0, x: noise }
+        let grid = reversed_log_grid(steps, flow.grid_base);
+        Self { flow, grid, index: 0, x: noise }
     }
 
     pub fn steps(&self) -> usize {
@@ -173,7 +187,7 @@ impl Sampler {
     }
 }
 
-/// Decodes z by Euler sampling over the reversed-log grid from `noise`, calling `hook` after every
+/// Decodes z by Euler sampling over the flow's reversed-log grid from `noise`, calling `hook` after every
 /// step with that step's frame. Returns the clamped image in [-1, 1].
 pub fn sample(
     flow: &Flow,

@@ -124,6 +124,28 @@ fn grid_runs_from_one_to_zero_and_matches_the_paper() {
 }
 
 #[test]
+fn grid_base_moves_the_steps_between_uniform_and_the_papers() {
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 5e-5);
+    assert_eq!(flow::reversed_log_grid(3, 100.0), flow::time_grid(3));
+    assert!(close(&flow::reversed_log_grid(4, 1.0), &[1.0, 0.75, 0.5, 0.25, 0.0]));
+    // n = 10, N = 2: ln(5.5) / ln(10).
+    assert!(close(&flow::reversed_log_grid(2, 10.0), &[1.0, 0.7404, 0.0]), "{:?}", flow::reversed_log_grid(2, 10.0));
+    // Just above 1 the grid is nearly uniform; a larger base puts the last state nearer t = 1.
+    assert!(close(&flow::reversed_log_grid(3, 1.0 + 1e-6), &[1.0, 2.0 / 3.0, 1.0 / 3.0, 0.0]));
+    let last = |n: f64| flow::reversed_log_grid(3, n)[2];
+    assert!(last(3.0) < last(10.0) && last(10.0) < last(100.0) && last(100.0) < last(1000.0));
+    // The sampler uses the config's base; absent means the paper's.
+    let mut cfg = ModelConfig::tiny();
+    assert_eq!(cfg.flow.grid_base(), 100.0);
+    let noise = Tensor::<4>::zeros([1, 3, 4, 4], &Device::flex());
+    assert_eq!(flow::Sampler::new(Flow::new(&cfg.flow), noise.clone(), 3).grid(), flow::time_grid(3));
+    cfg.flow.grid_base = Some(10.0);
+    assert_eq!(flow::Sampler::new(Flow::new(&cfg.flow), noise, 2).grid(), flow::reversed_log_grid(2, 10.0));
+    cfg.flow.grid_base = Some(0.5);
+    assert!(cfg.validate().unwrap_err().contains("grid_base = 0.5"));
+}
+
+#[test]
 fn noise_is_seeded_and_standard_normal() {
     let a = flow::gaussian_noise(7, 100_000);
     assert_eq!(a, flow::gaussian_noise(7, 100_000));

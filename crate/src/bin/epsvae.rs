@@ -52,6 +52,10 @@ enum Cmd {
         /// Also decode with the VAE baseline into this file (needs a weight file with a baseline).
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Base n of the reversed-log time grid, instead of the weight file's (the paper's is 100;
+        /// 1 is the uniform grid).
+        #[arg(long)]
+        grid_base: Option<f64>,
     },
     /// Print a weight file's config, parameter counts, cost per step, storage, size and SHA-256.
     Inspect {
@@ -159,7 +163,8 @@ enum Cmd {
         /// Euler step counts of ε-VAE to evaluate.
         #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
         steps: Vec<usize>,
-        /// Noise seeds per image (ε-VAE decoding is stochastic).
+        /// Noise seeds per image (ε-VAE decoding is stochastic). With more than one, each step
+        /// count also gets a row scoring the per-pixel mean of the seeds' images.
         #[arg(long, default_value_t = 1)]
         seeds: usize,
         #[arg(long, default_value = DEFAULT_WEIGHTS)]
@@ -172,6 +177,10 @@ enum Cmd {
         /// Also write the rows as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Sample ε-VAE on the reversed-log grid of each base n (comma-separated; the paper's is
+        /// 100, 1 is the uniform grid) instead of the weight file's.
+        #[arg(long, value_delimiter = ',')]
+        grid_base: Vec<f64>,
     },
     /// Serve a folder (the site built by tools/site.sh) on 127.0.0.1.
     Serve {
@@ -231,15 +240,21 @@ fn save(p: &Planar, path: &Path) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline } => {
+        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline, grid_base } => {
             if !(1..=100).contains(&steps) {
                 bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
+            }
+            if let Some(n) = grid_base.filter(|n| !(n.is_finite() && *n >= 1.0)) {
+                bail!("--grid-base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
             }
             let t0 = Instant::now();
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             eprintln!("device ({backend}): {}", ms(t0));
             let t = Instant::now();
-            let (header, model, nbytes) = weights::load_file(&weights, &device)?;
+            let (mut header, model, nbytes) = weights::load_file(&weights, &device)?;
+            if grid_base.is_some() {
+                header.config.flow.grid_base = grid_base;
+            }
             let cfg = &header.config;
             eprintln!("load {} ({} bytes, {}, {}): {}", weights.display(), nbytes, cfg.preset, header.storage, ms(t));
             if header.provenance.origin != "trained" {
@@ -383,12 +398,12 @@ fn main() -> Result<()> {
             }
         }
         #[cfg(feature = "train")]
-        Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json } => {
+        Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json, grid_base } => {
             use epsvae::train::eval;
             if steps.iter().any(|s| !(1..=100).contains(s)) || seeds == 0 {
                 bail!("--steps must lie in 1..=100 and --seeds be at least 1");
             }
-            let rows = eval::evaluate(&data, size, &weights, baseline.as_deref(), &steps, seeds, &lpips)?;
+            let rows = eval::evaluate(&data, size, &weights, baseline.as_deref(), &steps, seeds, &grid_base, &lpips)?;
             print!("{}", eval::markdown(&rows, size));
             if let Some(j) = json {
                 std::fs::write(&j, serde_json::to_string_pretty(&rows)?)?;

@@ -17,11 +17,16 @@ pub struct Row {
     /// "VAE" or "ε-VAE N steps".
     pub decoder: String,
     pub steps: Option<usize>,
+    /// n of the reversed-log grid ε-VAE sampled on (none for the VAE).
+    pub grid_base: Option<f64>,
     pub psnr: f64,
     pub ssim: f64,
     pub st_lpips: f64,
     pub images: usize,
     pub seeds: usize,
+    /// Scores of the per-pixel mean of the seeds' images rather than the mean of their scores
+    /// (an estimate of the decoder's posterior mean: what the sampling noise costs in PSNR).
+    pub seed_mean: bool,
 }
 
 /// Image files in `dir` (PNG, JPEG, WebP), sorted by name.
@@ -38,7 +43,9 @@ pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(v)
 }
 
-/// Evaluates on every image of `dir`, centre-cropped to `size`².
+/// Evaluates on every image of `dir`, centre-cropped to `size`². ε-VAE samples on the reversed-log
+/// grid of each base in `grid_bases`, or on its weight file's grid when that is empty.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     dir: &Path,
     size: usize,
@@ -46,8 +53,12 @@ pub fn evaluate(
     vae_weights: Option<&Path>,
     steps: &[usize],
     seeds: usize,
+    grid_bases: &[f64],
     lpips_path: &Path,
 ) -> Result<Vec<Row>> {
+    if let Some(n) = grid_bases.iter().find(|n| !(n.is_finite() && **n >= 1.0)) {
+        bail!("grid base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
+    }
     let device = Device::flex();
     let lpips = StLpips::load(lpips_path, &device)?;
     let images: Vec<Planar> = image_files(dir)?
@@ -59,8 +70,8 @@ pub fn evaluate(
         [psnr(a, b), ssim(a, b), l.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32")[0] as f64]
     };
     let mut rows = Vec::new();
-    let mut push = |name: String, steps: Option<usize>, sums: [f64; 3], n: usize, seeds: usize| {
-        rows.push(Row { decoder: name, steps, psnr: sums[0] / n as f64, ssim: sums[1] / n as f64, st_lpips: sums[2] / n as f64, images: images.len(), seeds });
+    let mut push = |name: String, steps: Option<usize>, grid_base: Option<f64>, sums: [f64; 3], n: usize, seeds: usize, seed_mean: bool| {
+        rows.push(Row { decoder: name, steps, grid_base, psnr: sums[0] / n as f64, ssim: sums[1] / n as f64, st_lpips: sums[2] / n as f64, images: images.len(), seeds, seed_mean });
     };
     if let Some(vp) = vae_weights {
         let (h, m, _) = weights::load_file(vp, &device)?;
@@ -70,19 +81,35 @@ pub fn evaluate(
             let out = pipeline::to_image(pipeline::decode_baseline(&m, &lat), &lat);
             s.iter_mut().zip(score(img, &out)).for_each(|(a, b)| *a += b);
         }
-        push("VAE".into(), None, s, images.len(), 1);
+        push("VAE".into(), None, None, s, images.len(), 1, false);
     }
     let (h, m, _) = weights::load_file(epsvae_weights, &device)?;
-    for &n in steps {
-        let mut s = [0.0; 3];
-        for img in &images {
-            let lat = pipeline::encode(&m, &h.config, img, &device);
-            for seed in 0..seeds as u64 {
-                let out = pipeline::to_image(pipeline::decode(&m, &h.config, &lat, n, seed, |_| {}), &lat);
-                s.iter_mut().zip(score(img, &out)).for_each(|(a, b)| *a += b);
+    let bases = if grid_bases.is_empty() { vec![h.config.flow.grid_base()] } else { grid_bases.to_vec() };
+    let latents: Vec<_> = images.iter().map(|img| pipeline::encode(&m, &h.config, img, &device)).collect();
+    for &base in &bases {
+        let mut cfg = h.config.clone();
+        cfg.flow.grid_base = Some(base);
+        for &n in steps {
+            let (mut s, mut sm) = ([0.0; 3], [0.0; 3]);
+            for (img, lat) in images.iter().zip(&latents) {
+                let mut mean = vec![0f32; img.data.len()];
+                for seed in 0..seeds as u64 {
+                    let out = pipeline::to_image(pipeline::decode(&m, &cfg, lat, n, seed, |_| {}), lat);
+                    s.iter_mut().zip(score(img, &out)).for_each(|(a, b)| *a += b);
+                    mean.iter_mut().zip(&out.data).for_each(|(a, b)| *a += b / seeds as f32);
+                }
+                if seeds > 1 {
+                    let mean = Planar { width: img.width, height: img.height, data: mean };
+                    sm.iter_mut().zip(score(img, &mean)).for_each(|(a, b)| *a += b);
+                }
+            }
+            let grid = if bases.len() > 1 { format!(", grid n = {base}") } else { String::new() };
+            let name = format!("ε-VAE {n} step{}{grid}", if n == 1 { "" } else { "s" });
+            push(name.clone(), Some(n), Some(base), s, images.len() * seeds, seeds, false);
+            if seeds > 1 {
+                push(format!("{name}, mean image of {seeds} seeds"), Some(n), Some(base), sm, images.len(), seeds, true);
             }
         }
-        push(format!("ε-VAE {n} step{}", if n == 1 { "" } else { "s" }), Some(n), s, images.len() * seeds, seeds);
     }
     Ok(rows)
 }
