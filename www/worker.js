@@ -97,8 +97,7 @@ const handlers = {
     return { ...info, ms: performance.now() - t0 };
   },
   begin(steps, seed) {
-    session.begin(steps, seed);
-    return Session.grid(steps);
+    return Array.from(session.begin(steps, seed)); // the sampler's own time grid, for the plot
   },
   async step() {
     const t0 = performance.now();

@@ -167,16 +167,19 @@ impl Session {
         to_js(&serde_json::json!({"width": width, "height": height, "channels": c, "latent_height": lh, "latent_width": lw}))
     }
 
-    /// Starts denoising the current latent in `steps` Euler steps from the noise of `seed`.
-    pub fn begin(&mut self, steps: usize, seed: u32) -> Result<(), JsError> {
+    /// Starts denoising the current latent in `steps` Euler steps from the noise of `seed`;
+    /// returns the time grid t_0 = 1 > … > t_N = 0 the sampler will run on (the weight file's).
+    pub fn begin(&mut self, steps: usize, seed: u32) -> Result<Vec<f64>, JsError> {
         if !(1..=100).contains(&steps) {
             return Err(JsError::new(&format!("steps = {steps}: expected 1..=100")));
         }
         let (_, cfg) = self.ready(0, Part::Decoder).ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
         let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image (or open a link) first"))?;
         let noise = pipeline::noise(cfg, lat, seed as u64, &self.device);
-        self.sampler = Some(Sampler::new(Flow::new(&cfg.flow), noise, steps));
-        Ok(())
+        let sampler = Sampler::new(Flow::new(&cfg.flow), noise, steps);
+        let grid = sampler.grid().to_vec();
+        self.sampler = Some(sampler);
+        Ok(grid)
     }
 
     /// Runs the next Euler step and returns its frame.
@@ -248,10 +251,6 @@ impl Session {
         to_js(&serde_json::json!({"width": l.image_width, "height": l.image_height, "weights_match": matches}))
     }
 
-    /// The reversed-log time grid for `steps` (for the page's plot).
-    pub fn grid(steps: usize) -> Vec<f64> {
-        crate::flow::time_grid(steps.clamp(1, 100))
-    }
 }
 
 /// PSNR (dB) and SSIM of two RGBA images of the same size, as the CLI computes them.
