@@ -112,6 +112,11 @@ pub struct FlowConfig {
 /// The paper's reversed-log grid base n.
 pub const PAPER_GRID_BASE: f64 = 100.0;
 
+/// Whether `n` can be the base of a reversed-log grid: finite and at least 1 (1 = uniform).
+pub fn is_grid_base(n: f64) -> bool {
+    n.is_finite() && n >= 1.0
+}
+
 impl FlowConfig {
     /// The sampling grid's base: the file's, or the paper's 100.
     pub fn grid_base(&self) -> f64 {
@@ -246,7 +251,7 @@ impl ModelConfig {
         if !(0.0..=1.0).contains(&self.flow.gamma) || self.flow.gamma == 0.0 {
             return Err(format!("flow.gamma = {} must lie in (0, 1]", self.flow.gamma));
         }
-        if let Some(n) = self.flow.grid_base.filter(|n| !(n.is_finite() && *n >= 1.0)) {
+        if let Some(n) = self.flow.grid_base.filter(|n| !is_grid_base(*n)) {
             return Err(format!("flow.grid_base = {n} must be a finite number ≥ 1 (the paper's is 100)"));
         }
         if !(2..=8).contains(&self.latent.link_bits) {

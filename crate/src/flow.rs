@@ -102,7 +102,7 @@ pub fn time_grid(steps: usize) -> Vec<f64> {
 /// uniform grid t_i = 1 − i/N, which n = 1 gives exactly.
 pub fn reversed_log_grid(steps: usize, base: f64) -> Vec<f64> {
     assert!(steps >= 1, "a sampling grid needs at least one step");
-    assert!(base >= 1.0 && base.is_finite(), "grid base {base} must be a finite number ≥ 1");
+    assert!(crate::config::is_grid_base(base), "grid base {base} must be a finite number ≥ 1");
     (0..=steps)
         .map(|i| {
             let u = i as f64 / steps as f64;

@@ -250,7 +250,6 @@ impl Session {
         let matches = l.weights_tag == self.slots[0].sha256_tag;
         to_js(&serde_json::json!({"width": l.image_width, "height": l.image_height, "weights_match": matches}))
     }
-
 }
 
 /// PSNR (dB) and SSIM of two RGBA images of the same size, as the CLI computes them.

@@ -244,7 +244,7 @@ fn main() -> Result<()> {
             if !(1..=100).contains(&steps) {
                 bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
             }
-            if let Some(n) = grid_base.filter(|n| !(n.is_finite() && *n >= 1.0)) {
+            if let Some(n) = grid_base.filter(|n| !epsvae::config::is_grid_base(*n)) {
                 bail!("--grid-base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
             }
             let t0 = Instant::now();

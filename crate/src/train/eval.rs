@@ -56,7 +56,7 @@ pub fn evaluate(
     grid_bases: &[f64],
     lpips_path: &Path,
 ) -> Result<Vec<Row>> {
-    if let Some(n) = grid_bases.iter().find(|n| !(n.is_finite() && **n >= 1.0)) {
+    if let Some(n) = grid_bases.iter().find(|n| !crate::config::is_grid_base(**n)) {
         bail!("grid base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
     }
     let device = Device::flex();
