@@ -2,10 +2,10 @@
 """Runs `epsvae eval` on the validation split for the model card: at 128² and 256², on the runs'
 f32 EMA weights and on the shipped int8 files, and prints the card's tables and target checks.
 
-    python3 tools/eval_card.py [--bin target/debug/epsvae] [--out target/eval]
+    python3 tools/eval_card.py [--bin target/debug/epsvae] [--out target/eval] [--runs EPS,VAE]
 
-The f32 weights are checkpoints/*/ema.safetensors (written by `epsvae train` at every checkpoint);
-the int8 ones are weights/*.safetensors. Each eval's rows are kept as JSON in --out.
+The f32 weights are checkpoints/RUN/ema.safetensors of the two runs in --runs (written by `epsvae
+train` at every checkpoint); the int8 ones are weights/*.safetensors. Each eval's rows are kept as JSON in --out.
 """
 import argparse, json, subprocess, sys
 from pathlib import Path
@@ -15,10 +15,11 @@ ap.add_argument("--bin", default="target/debug/epsvae")
 ap.add_argument("--out", default="target/eval", type=Path)
 ap.add_argument("--data", default="data/corpus/val")
 ap.add_argument("--sizes", default="128,256")
+ap.add_argument("--runs", default="epsvae-small,vae-small", help="the ε-VAE run and the VAE run, folders in checkpoints/")
 a = ap.parse_args()
 a.out.mkdir(parents=True, exist_ok=True)
 files = {
-    "f32": ("checkpoints/epsvae-small/ema.safetensors", "checkpoints/vae-small/ema.safetensors"),
+    "f32": tuple(f"checkpoints/{r}/ema.safetensors" for r in a.runs.split(",")),
     "int8": ("weights/epsvae-small.safetensors", "weights/vae-small.safetensors"),
 }
 for eps, vae in files.values():

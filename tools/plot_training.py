@@ -28,11 +28,12 @@ a = ap.parse_args()
 fig, ax = plt.subplots(1, 3, figsize=(15, 4))
 for run in a.runs:
     rows = list(csv.DictReader(open(run / "log.csv")))
-    img = [int(r["images_seen"]) / 1000 for r in rows]
+    # x: the training step (runs that changed their crop size see different pixels per image).
+    img = [int(r["step"]) / 1000 for r in rows]
     name = run.name
     ax[0].plot(img, smooth([float(r["recon"]) for r in rows]), label=f"{name}: reconstruction")
     ax[0].plot(img, smooth([float(r["lpips"]) for r in rows]), label=f"{name}: ST-LPIPS (train)")
-    val = [(int(r["images_seen"]) / 1000, float(r["val_psnr"]), float(r["val_lpips"])) for r in rows if r["val_psnr"]]
+    val = [(int(r["step"]) / 1000, float(r["val_psnr"]), float(r["val_lpips"])) for r in rows if r["val_psnr"]]
     if val:
         ax[1].plot([v[0] for v in val], [v[1] for v in val], "o-", label=name)
         ax[2].plot([v[0] for v in val], [v[2] for v in val], "o-", label=name)
@@ -40,7 +41,7 @@ ax[0].set_title("training losses (moving average of 50 steps)")
 ax[1].set_title("validation PSNR (dB), 16 crops of 128²")
 ax[2].set_title("validation ST-LPIPS, 16 crops of 128²")
 for x in ax:
-    x.set_xlabel("thousand images seen")
+    x.set_xlabel("thousand steps")
     x.legend(fontsize=8)
     x.grid(alpha=0.3)
 fig.tight_layout()

@@ -9,12 +9,15 @@
 # Backend: EPSVAE_BACKEND=tch (default; PyTorch's kernels, 3-4x faster than flex here, needs the
 # binary built with `--features tch`, see README "Training") or flex. The binary: EPSVAE_BIN.
 # Extra flags for `epsvae train` (e.g. --adv-start N) go in EPSVAE_TRAIN_ARGS; a run folder keeps
-# its recipe in train.json, so they are only needed to change it.
+# its recipe in train.json, so they are only needed to change it. EPSVAE_RUN_SUFFIX=-c128 trains
+# checkpoints/epsvae-small-c128 and checkpoints/vae-small-c128 instead (another pair of runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total=${1:?usage: bash tools/train.sh STEPS [CHUNK]}
 chunk=${2:-200}
 backend=${EPSVAE_BACKEND:-tch}
+ea=epsvae-small${EPSVAE_RUN_SUFFIX:-} va=vae-small${EPSVAE_RUN_SUFFIX:-}
+[ -d "checkpoints/$ea" ] && [ -d "checkpoints/$va" ] || { echo "train.sh: no run folders checkpoints/$ea and checkpoints/$va" >&2; exit 2; }
 bin=${EPSVAE_BIN:-${CARGO_TARGET_DIR:-target}/debug/epsvae}
 [ -x "$bin" ] || { echo "train.sh: no binary at $bin (set EPSVAE_BIN)" >&2; exit 2; }
 if [ "$backend" = tch ]; then
@@ -39,20 +42,20 @@ prune() {
   done
 }
 while :; do
-  a=$(step_of epsvae-small) b=$(step_of vae-small)
+  a=$(step_of "$ea") b=$(step_of "$va")
   cur=$(( a < b ? a : b ))
   [ "$cur" -lt "$total" ] || break
   next=$(( cur + chunk < total ? cur + chunk : total ))
   echo "train.sh: epsvae at $a, vae at $b -> both to $next ($(date +%T))"
   # shellcheck disable=SC2086
-  "$bin" train --run checkpoints/epsvae-small --model epsvae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > checkpoints/epsvae-small/train.out 2>&1 &
+  "$bin" train --run "checkpoints/$ea" --model epsvae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > checkpoints/$ea/train.out 2>&1 &
   pa=$!
   # shellcheck disable=SC2086
-  "$bin" train --run checkpoints/vae-small --model vae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > checkpoints/vae-small/train.out 2>&1 &
+  "$bin" train --run "checkpoints/$va" --model vae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > checkpoints/$va/train.out 2>&1 &
   pb=$!
-  wait "$pa" || { echo "train.sh: the epsvae run failed:"; tail -n 5 checkpoints/epsvae-small/train.out; exit 1; }
-  wait "$pb" || { echo "train.sh: the vae run failed:"; tail -n 5 checkpoints/vae-small/train.out; exit 1; }
-  prune epsvae-small; prune vae-small
-  grep -h "validation" checkpoints/epsvae-small/train.out checkpoints/vae-small/train.out || true
+  wait "$pa" || { echo "train.sh: the epsvae run failed:"; tail -n 5 checkpoints/$ea/train.out; exit 1; }
+  wait "$pb" || { echo "train.sh: the vae run failed:"; tail -n 5 checkpoints/$va/train.out; exit 1; }
+  prune "$ea"; prune "$va"
+  grep -h "validation" checkpoints/$ea/train.out checkpoints/$va/train.out || true
   [ ! -e checkpoints/STOP ] || { echo "train.sh: STOP found; both runs at $next"; rm -f checkpoints/STOP; break; }
 done
