@@ -197,3 +197,28 @@ fn two_training_steps_on_libtorch_match_flex() {
         }
     }
 }
+
+#[cfg(feature = "tch")]
+#[test]
+#[allow(deprecated)] // burn 0.22 marks its tch backend deprecated
+fn eval_on_libtorch_matches_flex() {
+    // The shipped weights on two sample photos: the noise comes from the seed on the CPU, so the
+    // two backends decode the same samples and their scores differ only by float rounding.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let photos = std::env::temp_dir().join(format!("epsvae-eval-tch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&photos);
+    std::fs::create_dir_all(&photos).unwrap();
+    for name in ["storm.jpg", "citrus.jpg"] {
+        std::fs::copy(root.join("www/samples").join(name), photos.join(name)).unwrap();
+    }
+    let (eps, vae) = (root.join("weights/epsvae-small.safetensors"), root.join("weights/vae-small.safetensors"));
+    let run = |device: Device| epsvae::train::eval::evaluate(&photos, 64, &eps, Some(&vae), &[1, 3], 1, &[], &lpips_path(), device).unwrap();
+    let (a, b) = (run(Device::flex()), run(Device::libtorch()));
+    assert_eq!(a.len(), 3);
+    for (x, y) in a.iter().zip(&b) {
+        eprintln!("{}: flex {:.4} dB {:.5} {:.5}, tch {:.4} dB {:.5} {:.5}", x.decoder, x.psnr, x.ssim, x.st_lpips, y.psnr, y.ssim, y.st_lpips);
+        assert_eq!(x.decoder, y.decoder);
+        assert!((x.psnr - y.psnr).abs() < 0.01 && (x.ssim - y.ssim).abs() < 1e-3 && (x.st_lpips - y.st_lpips).abs() < 1e-3, "{x:?} vs {y:?}");
+    }
+    let _ = std::fs::remove_dir_all(&photos);
+}

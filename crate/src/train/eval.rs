@@ -44,7 +44,8 @@ pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 }
 
 /// Evaluates on every image of `dir`, centre-cropped to `size`². ε-VAE samples on the reversed-log
-/// grid of each base in `grid_bases`, or on its weight file's grid when that is empty.
+/// grid of each base in `grid_bases`, or on its weight file's grid when that is empty. Runs on
+/// `device` (flex, or libtorch with the `tch` feature: the same numbers to float rounding, faster).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     dir: &Path,
@@ -55,11 +56,11 @@ pub fn evaluate(
     seeds: usize,
     grid_bases: &[f64],
     lpips_path: &Path,
+    device: Device,
 ) -> Result<Vec<Row>> {
     if let Some(n) = grid_bases.iter().find(|n| !crate::config::is_grid_base(**n)) {
         bail!("grid base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
     }
-    let device = Device::flex();
     let lpips = StLpips::load(lpips_path, &device)?;
     let images: Vec<Planar> = image_files(dir)?
         .iter()
