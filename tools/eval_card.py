@@ -15,6 +15,7 @@ ap.add_argument("--bin", default="target/debug/epsvae")
 ap.add_argument("--out", default="target/eval", type=Path)
 ap.add_argument("--data", default="data/corpus/val")
 ap.add_argument("--sizes", default="128,256")
+ap.add_argument("--backend", default="flex", help="flex, or tch with a binary built with --features tch")
 ap.add_argument("--runs", default="epsvae-small,vae-small", help="the ε-VAE run and the VAE run, folders in checkpoints/")
 a = ap.parse_args()
 a.out.mkdir(parents=True, exist_ok=True)
@@ -31,7 +32,7 @@ rows = {}
 for size in map(int, a.sizes.split(",")):
     for storage, (eps, vae) in files.items():
         j = a.out / f"eval-{size}-{storage}.json"
-        cmd = [a.bin, "eval", "--data", a.data, "--size", str(size), "--steps", "1,2,3", "--weights", eps, "--baseline", vae, "--json", str(j)]
+        cmd = [a.bin, "eval", "--data", a.data, "--size", str(size), "--steps", "1,2,3", "--weights", eps, "--baseline", vae, "--json", str(j), "--backend", a.backend]
         print("$", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows[size, storage] = json.loads(j.read_text())
