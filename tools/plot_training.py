@@ -2,6 +2,9 @@
 """Plots a run's log.csv (written by `epsvae train`) to PNG: training losses and validation metrics.
 
     python3 tools/plot_training.py runs/epsvae-small [runs/vae-small ...] -o weights/training.png
+
+A run given as DIR:STEP is plotted from that step on (a run that resumed another's checkpoint
+carries its history before it).
 """
 import argparse, csv
 from pathlib import Path
@@ -22,12 +25,14 @@ def smooth(v, k=50):
 
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-ap.add_argument("runs", nargs="+", type=Path)
+ap.add_argument("runs", nargs="+")
 ap.add_argument("-o", "--out", type=Path, default=Path("training.png"))
 a = ap.parse_args()
 fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-for run in a.runs:
-    rows = list(csv.DictReader(open(run / "log.csv")))
+for arg in a.runs:
+    path, _, since = arg.partition(":")
+    run = Path(path)
+    rows = [r for r in csv.DictReader(open(run / "log.csv")) if int(r["step"]) > int(since or -1)]
     # x: the training step (runs that changed their crop size see different pixels per image).
     img = [int(r["step"]) / 1000 for r in rows]
     name = run.name
