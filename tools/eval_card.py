@@ -5,7 +5,8 @@ f32 EMA weights and on the shipped int8 files, and prints the card's tables and 
     python3 tools/eval_card.py [--bin target/debug/epsvae] [--out target/eval] [--runs EPS,VAE]
 
 The f32 weights are checkpoints/RUN/ema.safetensors of the two runs in --runs (written by `epsvae
-train` at every checkpoint); the int8 ones are weights/*.safetensors. Each eval's rows are kept as JSON in --out.
+train` at every checkpoint); the int8 ones are weights/*.safetensors. Each eval's rows are kept
+as JSON in --out.
 """
 import argparse, json, subprocess, sys
 from pathlib import Path
@@ -18,6 +19,8 @@ ap.add_argument("--sizes", default="128,256")
 ap.add_argument("--backend", default="flex", help="flex, or tch with a binary built with --features tch")
 ap.add_argument("--runs", default="epsvae-small,vae-small", help="the ε-VAE run and the VAE run, folders in checkpoints/")
 a = ap.parse_args()
+if len(a.runs.split(",")) != 2:
+    sys.exit(f"eval_card.py: --runs {a.runs!r} is not two run folders EPS,VAE (e.g. epsvae-small,vae-small)")
 a.out.mkdir(parents=True, exist_ok=True)
 files = {
     "f32": tuple(f"checkpoints/{r}/ema.safetensors" for r in a.runs.split(",")),
