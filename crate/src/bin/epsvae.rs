@@ -14,6 +14,7 @@ use epsvae::weights::{self, Provenance, Storage};
 use epsvae::{Autoencoder, ModelConfig, Part, pipeline};
 
 const DEFAULT_WEIGHTS: &str = "weights/epsvae-small.safetensors";
+const DEFAULT_BASELINE: &str = "weights/vae-small.safetensors";
 
 #[derive(Parser)]
 #[command(name = "epsvae", version, about = "ε-VAE: an image autoencoder whose decoder denoises noise into the image in 1–3 steps")]
@@ -49,9 +50,13 @@ enum Cmd {
         /// Write every step's noisy state x_t and clean estimate x̂0 as PNGs into this folder.
         #[arg(long)]
         frames: Option<PathBuf>,
-        /// Also decode with the VAE baseline into this file (needs a weight file with a baseline).
+        /// Also decode with the VAE baseline into this file: the --weights file's own baseline
+        /// decoder if it has one, else the --baseline-weights file (its own encoder and decoder).
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// The VAE baseline's weight file, for --baseline when --weights holds no baseline.
+        #[arg(long, default_value = DEFAULT_BASELINE)]
+        baseline_weights: PathBuf,
         /// Base n of the reversed-log time grid, instead of the weight file's (the paper's is 100;
         /// 1 is the uniform grid).
         #[arg(long)]
@@ -244,7 +249,7 @@ fn save(p: &Planar, path: &Path) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline, grid_base } => {
+        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline, baseline_weights, grid_base } => {
             if !(1..=100).contains(&steps) {
                 bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
             }
@@ -264,6 +269,20 @@ fn main() -> Result<()> {
             if header.provenance.origin != "trained" {
                 eprintln!("note: these weights are {} (not trained); the output will not resemble the input", header.provenance.origin);
             }
+            // The baseline's own file, loaded before any decoding so that a bad one fails first.
+            let vae = match &baseline {
+                Some(_) if model.baseline.is_none() => {
+                    let t = Instant::now();
+                    let (h, m, n) = weights::load_file(&baseline_weights, &device)
+                        .with_context(|| format!("{} has no baseline decoder, so --baseline needs --baseline-weights", weights.display()))?;
+                    if m.baseline.is_none() {
+                        bail!("--baseline-weights {} has no baseline decoder; parts are {:?}", baseline_weights.display(), h.part_list());
+                    }
+                    eprintln!("load {} ({n} bytes, {}, {}): {}", baseline_weights.display(), h.config.preset, h.storage, ms(t));
+                    Some((h, m))
+                }
+                _ => None,
+            };
             let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let mut img = Planar::decode(&bytes).with_context(|| format!("decoding {}", input.display()))?;
             if let Some((w, h)) = size {
@@ -300,13 +319,17 @@ fn main() -> Result<()> {
             save(&rec, &output)?;
             eprintln!("wrote {} (PSNR {:.2} dB, SSIM {:.4} against the input)", output.display(), psnr(&img, &rec), ssim(&img, &rec));
             if let Some(path) = baseline {
-                if model.baseline.is_none() {
-                    bail!("{} has no baseline decoder; parts are {:?}", weights.display(), header.part_list());
-                }
                 let t = Instant::now();
-                let b = pipeline::to_image(pipeline::decode_baseline(&model, &latent), &latent);
+                let b = match &vae {
+                    None => pipeline::to_image(pipeline::decode_baseline(&model, &latent), &latent),
+                    Some((h, m)) => {
+                        let l = pipeline::encode(m, &h.config, &img, &device);
+                        pipeline::to_image(pipeline::decode_baseline(m, &l), &l)
+                    }
+                };
                 save(&b, &path)?;
-                eprintln!("baseline decode: {} -> {} (PSNR {:.2} dB, SSIM {:.4})", ms(t), path.display(), psnr(&img, &b), ssim(&img, &b));
+                let how = if vae.is_some() { " (encode with its own encoder, decode)" } else { "" };
+                eprintln!("baseline decode{how}: {} -> {} (PSNR {:.2} dB, SSIM {:.4})", ms(t), path.display(), psnr(&img, &b), ssim(&img, &b));
             }
             eprintln!("total: {}", ms(t0));
         }
