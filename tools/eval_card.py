@@ -19,11 +19,12 @@ ap.add_argument("--sizes", default="128,256")
 ap.add_argument("--backend", default="flex", help="flex, or tch with a binary built with --features tch")
 ap.add_argument("--runs", default="epsvae-small,vae-small", help="the ε-VAE run and the VAE run, folders in checkpoints/")
 a = ap.parse_args()
-if len(a.runs.split(",")) != 2:
+runs = a.runs.split(",")
+if len(runs) != 2:
     sys.exit(f"eval_card.py: --runs {a.runs!r} is not two run folders EPS,VAE (e.g. epsvae-small,vae-small)")
 a.out.mkdir(parents=True, exist_ok=True)
 files = {
-    "f32": tuple(f"checkpoints/{r}/ema.safetensors" for r in a.runs.split(",")),
+    "f32": tuple(f"checkpoints/{r}/ema.safetensors" for r in runs),
     "int8": ("weights/epsvae-small.safetensors", "weights/vae-small.safetensors"),
 }
 for eps, vae in files.values():

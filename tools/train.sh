@@ -48,14 +48,14 @@ while :; do
   next=$(( cur + chunk < total ? cur + chunk : total ))
   echo "train.sh: epsvae at $a, vae at $b -> both to $next ($(date +%T))"
   # shellcheck disable=SC2086
-  "$bin" train --run "checkpoints/$ea" --model epsvae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > checkpoints/$ea/train.out 2>&1 &
+  "$bin" train --run "checkpoints/$ea" --model epsvae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > "checkpoints/$ea/train.out" 2>&1 &
   pa=$!
   # shellcheck disable=SC2086
-  "$bin" train --run "checkpoints/$va" --model vae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > checkpoints/$va/train.out 2>&1 &
+  "$bin" train --run "checkpoints/$va" --model vae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > "checkpoints/$va/train.out" 2>&1 &
   pb=$!
-  wait "$pa" || { echo "train.sh: the epsvae run failed:"; tail -n 5 checkpoints/$ea/train.out; exit 1; }
-  wait "$pb" || { echo "train.sh: the vae run failed:"; tail -n 5 checkpoints/$va/train.out; exit 1; }
+  wait "$pa" || { echo "train.sh: the epsvae run failed:"; tail -n 5 "checkpoints/$ea/train.out"; exit 1; }
+  wait "$pb" || { echo "train.sh: the vae run failed:"; tail -n 5 "checkpoints/$va/train.out"; exit 1; }
   prune "$ea"; prune "$va"
-  grep -h "validation" checkpoints/$ea/train.out checkpoints/$va/train.out || true
+  grep -h "validation" "checkpoints/$ea/train.out" "checkpoints/$va/train.out" || true
   [ ! -e checkpoints/STOP ] || { echo "train.sh: STOP found; both runs at $next"; rm -f checkpoints/STOP; break; }
 done
