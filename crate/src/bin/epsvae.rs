@@ -243,6 +243,14 @@ fn ms(t: Instant) -> String {
     format!("{:.1} ms", t.elapsed().as_secs_f64() * 1e3)
 }
 
+/// Loads a weight file, printing its size, preset, storage and the time taken.
+fn load_timed(path: &Path, device: &Device) -> Result<(weights::Header, Autoencoder)> {
+    let t = Instant::now();
+    let (header, model, nbytes) = weights::load_file(path, device)?;
+    eprintln!("load {} ({nbytes} bytes, {}, {}): {}", path.display(), header.config.preset, header.storage, ms(t));
+    Ok((header, model))
+}
+
 fn save(p: &Planar, path: &Path) -> Result<()> {
     p.to_rgba_image().save(path).with_context(|| format!("writing {}", path.display()))
 }
@@ -259,26 +267,22 @@ fn main() -> Result<()> {
             let t0 = Instant::now();
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             eprintln!("device ({backend}): {}", ms(t0));
-            let t = Instant::now();
-            let (mut header, model, nbytes) = weights::load_file(&weights, &device)?;
+            let (mut header, model) = load_timed(&weights, &device)?;
             if grid_base.is_some() {
                 header.config.flow.grid_base = grid_base;
             }
             let cfg = &header.config;
-            eprintln!("load {} ({} bytes, {}, {}): {}", weights.display(), nbytes, cfg.preset, header.storage, ms(t));
             if header.provenance.origin != "trained" {
                 eprintln!("note: these weights are {} (not trained); the output will not resemble the input", header.provenance.origin);
             }
             // The baseline's own file, loaded before any decoding so that a bad one fails first.
             let vae = match &baseline {
                 Some(_) if model.baseline.is_none() => {
-                    let t = Instant::now();
-                    let (h, m, n) = weights::load_file(&baseline_weights, &device)
+                    let (h, m) = load_timed(&baseline_weights, &device)
                         .with_context(|| format!("{} has no baseline decoder, so --baseline needs --baseline-weights", weights.display()))?;
                     if m.baseline.is_none() {
                         bail!("--baseline-weights {} has no baseline decoder; parts are {:?}", baseline_weights.display(), h.part_list());
                     }
-                    eprintln!("load {} ({n} bytes, {}, {}): {}", baseline_weights.display(), h.config.preset, h.storage, ms(t));
                     Some((h, m))
                 }
                 _ => None,
