@@ -130,11 +130,13 @@ fn bad_inputs_fail_with_a_clear_message() {
 
 #[cfg(feature = "train")]
 #[test]
-fn train_rejects_a_bad_or_exhausted_learning_rate_decay() {
+fn train_rejects_a_bad_or_exhausted_learning_rate_schedule() {
     let run = scratch("decay").join("run");
     let run = run.to_str().unwrap();
     let o = epsvae(&["train", "--run", run, "--steps", "10", "--decay", "5:3"]);
     assert!(!o.status.success() && text(&o).contains("decay \"5:3\" is not START:END"), "{}", text(&o));
+    let o = epsvae(&["train", "--run", run, "--steps", "10", "--rewarm", "7"]);
+    assert!(!o.status.success() && text(&o).contains("rewarm \"7\" is not START:END"), "{}", text(&o));
     // Training past the decay's end would run at rate 0: refused before any data is read.
     let o = epsvae(&["train", "--run", run, "--steps", "10", "--decay", "2:5"]);
     assert!(!o.status.success() && text(&o).contains("--steps 10 goes past the end of the run's learning-rate decay (rate 0 from step 5)"), "{}", text(&o));

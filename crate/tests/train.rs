@@ -87,9 +87,14 @@ fn learning_rate_warms_up_holds_then_decays_to_zero() {
     assert!(close(cfg.lr_at(999), 2e-4) && close(cfg.lr_at(1000), 2e-4));
     assert!(close(cfg.lr_at(1100), 1.5e-4) && close(cfg.lr_at(1300), 0.5e-4));
     assert!(close(cfg.lr_at(1400), 0.0) && close(cfg.lr_at(5000), 0.0));
-    // A train.json written before the decay existed still reads, as a constant rate.
+    // A run resumed at step 2000 on a new schedule: re-warm over 2000..2100 then decay to 0 at 2400.
+    (cfg.rewarm_start, cfg.rewarm_end, cfg.decay_start, cfg.decay_end) = (2000, 2100, 2000, 2400);
+    assert!(close(cfg.lr_at(1999), 2e-4), "the ramp starts at rewarm_start, not before");
+    assert!(close(cfg.lr_at(2000), 2e-4 * 0.01 * 1.0) && close(cfg.lr_at(2049), 2e-4 * 0.5 * 0.8775));
+    assert!(close(cfg.lr_at(2099), 2e-4 * 0.7525) && close(cfg.lr_at(2200), 1e-4) && close(cfg.lr_at(2400), 0.0));
+    // A train.json written before the decay and the re-warm-up existed still reads, as a constant rate.
     let mut old = serde_json::to_value(TrainConfig::new("small", ModelKind::Vae)).unwrap();
-    old.as_object_mut().unwrap().retain(|k, _| !k.starts_with("decay"));
+    old.as_object_mut().unwrap().retain(|k, _| !k.starts_with("decay") && !k.starts_with("rewarm"));
     let old: TrainConfig = serde_json::from_value(old).unwrap();
     assert!(close(old.lr_at(10_000_000), old.lr));
 }

@@ -122,6 +122,11 @@ enum Cmd {
         /// END; `none` for a constant rate [default: none, or the run's].
         #[arg(long, value_parser = parse_decay)]
         decay: Option<(u64, u64)>,
+        /// A second warm-up, START:END: the rate ramps linearly from 0 at step START to its
+        /// scheduled value at END (for a run resumed on a new recipe); `none` for none
+        /// [default: none, or the run's].
+        #[arg(long, value_parser = parse_rewarm)]
+        rewarm: Option<(u64, u64)>,
         /// flex (burn's CPU backend), or tch (PyTorch's kernels; builds with `--features tch`).
         /// A run may resume on another backend.
         #[arg(long, default_value = "flex")]
@@ -229,13 +234,22 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
 }
 
 fn parse_decay(s: &str) -> std::result::Result<(u64, u64), String> {
+    parse_span("decay", s, "11000:13000")
+}
+
+fn parse_rewarm(s: &str) -> std::result::Result<(u64, u64), String> {
+    parse_span("rewarm", s, "12000:12100")
+}
+
+/// START:END with integer steps START < END, or `none` (both `u64::MAX`).
+fn parse_span(what: &str, s: &str, example: &str) -> std::result::Result<(u64, u64), String> {
     if s == "none" {
         return Ok((u64::MAX, u64::MAX));
     }
     let parsed = s.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
         Some((a, b)) if a < b => Ok((a, b)),
-        _ => Err(format!("decay {s:?} is not START:END with integer steps START < END (e.g. 11000:13000), nor none")),
+        _ => Err(format!("{what} {s:?} is not START:END with integer steps START < END (e.g. {example}), nor none")),
     }
 }
 
@@ -373,7 +387,7 @@ fn main() -> Result<()> {
             println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
         }
         #[cfg(feature = "train")]
-        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, decay, backend } => {
+        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, decay, rewarm, backend } => {
             // A resumed run keeps the recipe in its train.json; flags given here override it.
             let saved = run.join("train.json");
             let mut cfg = if saved.exists() {
@@ -391,6 +405,7 @@ fn main() -> Result<()> {
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
             cfg.checkpoint_every_s = checkpoint_every.unwrap_or(cfg.checkpoint_every_s);
             (cfg.decay_start, cfg.decay_end) = decay.unwrap_or((cfg.decay_start, cfg.decay_end));
+            (cfg.rewarm_start, cfg.rewarm_end) = rewarm.unwrap_or((cfg.rewarm_start, cfg.rewarm_end));
             if cfg.steps > cfg.decay_end {
                 bail!("--steps {} goes past the end of the run's learning-rate decay (rate 0 from step {}): give --decay START:END with a later END, or --decay none", cfg.steps, cfg.decay_end);
             }

@@ -67,6 +67,14 @@ pub struct TrainConfig {
     pub decay_start: u64,
     #[serde(default = "never")]
     pub decay_end: u64,
+    /// A second warm-up, for a run that resumes a checkpoint on a new recipe: from step
+    /// `rewarm_start` the rate ramps linearly from 0 to its scheduled value at `rewarm_end`
+    /// *(choice: going straight back to the full rate after a decay to 0 spiked the losses
+    /// threefold for about 100 steps)*; `u64::MAX`: none.
+    #[serde(default = "never")]
+    pub rewarm_start: u64,
+    #[serde(default = "never")]
+    pub rewarm_end: u64,
     /// EMA decay of the generator (paper: 0.999), reached after a warm-up of
     /// (1 + step)/(10 + step) *(choice)*.
     pub ema: f64,
@@ -96,16 +104,23 @@ fn never() -> u64 {
 
 impl TrainConfig {
     /// The learning rate of step `step` (counted from 0): linear warm-up to `lr`, constant, then
-    /// linear decay to 0 between `decay_start` and `decay_end`.
+    /// linear decay to 0 between `decay_start` and `decay_end`; times the re-warm-up's ramp from
+    /// `rewarm_start` to `rewarm_end`.
     pub fn lr_at(&self, step: u64) -> f64 {
         let warm = ((step + 1) as f64 / self.warmup.max(1) as f64).min(1.0);
+        let rewarm = if step < self.rewarm_start {
+            1.0
+        } else {
+            let span = self.rewarm_end.saturating_sub(self.rewarm_start).max(1);
+            ((step - self.rewarm_start + 1) as f64 / span as f64).min(1.0)
+        };
         let decay = if step < self.decay_start {
             1.0
         } else {
             let span = self.decay_end.saturating_sub(self.decay_start).max(1);
             (1.0 - (step - self.decay_start) as f64 / span as f64).max(0.0)
         };
-        self.lr * warm * decay
+        self.lr * warm * rewarm * decay
     }
 
     pub fn new(preset: &str, model: ModelKind) -> Self {
@@ -118,6 +133,8 @@ impl TrainConfig {
             warmup: 500,
             decay_start: never(),
             decay_end: never(),
+            rewarm_start: never(),
+            rewarm_end: never(),
             ema: 0.999,
             lpips_weight: 0.5,
             adv_weight: 0.5,
