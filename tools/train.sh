@@ -18,6 +18,11 @@ chunk=${2:-200}
 backend=${EPSVAE_BACKEND:-tch}
 ea=epsvae-small${EPSVAE_RUN_SUFFIX:-} va=vae-small${EPSVAE_RUN_SUFFIX:-}
 [ -d "checkpoints/$ea" ] && [ -d "checkpoints/$va" ] || { echo "train.sh: no run folders checkpoints/$ea and checkpoints/$va" >&2; exit 2; }
+# One train.sh at a time: a second one would train the same run folders from its own copy of the
+# state, both appending to the same log.csv (this happened once, by a mistaken relaunch). The lock
+# is held by the training processes too, so it lasts until they end even if this script is killed.
+exec 9> checkpoints/.train.lock
+flock -n 9 || { echo "train.sh: another tools/train.sh (or its training processes) is running: checkpoints/.train.lock is held" >&2; exit 2; }
 bin=${EPSVAE_BIN:-${CARGO_TARGET_DIR:-target}/debug/epsvae}
 [ -x "$bin" ] || { echo "train.sh: no binary at $bin (set EPSVAE_BIN)" >&2; exit 2; }
 if [ "$backend" = tch ]; then
