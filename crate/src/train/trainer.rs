@@ -69,8 +69,8 @@ pub struct TrainConfig {
     pub decay_end: u64,
     /// A second warm-up, for a run that resumes a checkpoint on a new recipe: from step
     /// `rewarm_start` the rate ramps linearly from 0 to its scheduled value at `rewarm_end`
-    /// *(choice: going straight back to the full rate after a decay to 0 spiked the losses
-    /// threefold for about 100 steps)*; `u64::MAX`: none.
+    /// *(choice: going straight back to the full rate after a decay to 0 raised the losses
+    /// 2–3.5-fold for about 150 steps; weights/README.md)*; `u64::MAX`: none.
     #[serde(default = "never")]
     pub rewarm_start: u64,
     #[serde(default = "never")]
