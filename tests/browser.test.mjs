@@ -83,9 +83,10 @@ async function decodeFile(page, file) {
   return page.evaluate(() => ({ rgba: Array.from(window.epsvae.final.x0_hat), w: window.epsvae.final.width, h: window.epsvae.final.height, frames: window.epsvae.frames.length }));
 }
 
-function cliReference(file, steps = 3, seed = 0) {
-  const out = join(scratch, `ref-${steps}-${seed}.png`);
-  execFileSync(cli, ["reconstruct", file, out, "--steps", String(steps), "--seed", String(seed), "--weights", join(site, "weights", JSON.parse(readFileSync(join(site, "weights/manifest.json"))).find((e) => e.parts.includes("decoder")).file)], { stdio: "pipe" });
+function cliReference(file, steps = 3, seed = 0, temperature = null) {
+  const out = join(scratch, `ref-${steps}-${seed}-${temperature}.png`);
+  const temp = temperature === null ? [] : ["--temperature", String(temperature)];
+  execFileSync(cli, ["reconstruct", file, out, "--steps", String(steps), "--seed", String(seed), ...temp, "--weights", join(site, "weights", JSON.parse(readFileSync(join(site, "weights/manifest.json"))).find((e) => e.parts.includes("decoder")).file)], { stdio: "pipe" });
   return out;
 }
 
@@ -212,16 +213,27 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
       return Array.from(new Uint8Array(await blob.arrayBuffer()));
     });
     writeFileSync(square, Buffer.from(sq));
-    const first = await decodeFile(page, square);
+    await decodeFile(page, square);
+    // A cooler sampler than the weight file's: the link must carry it, and the page must match
+    // the CLI's --temperature.
+    const before = await snapshot(page);
+    await page.fill("#temperature", "0.7");
+    await page.dispatchEvent("#temperature", "change");
+    await settled(page, before);
+    const first = await page.evaluate(() => ({ rgba: Array.from(window.epsvae.final.x0_hat) }));
+    const want = await pngPixels(page, cliReference(square, 3, 0, 0.7));
+    assert.ok(maxDiff(first.rgba, want.rgba) <= 2, `τ = 0.7 differs from the CLI by ${maxDiff(first.rgba, want.rgba)}/255`);
     await page.click("#copy-link");
     await page.waitForFunction(() => window.epsvae.link, null, { timeout: TIMEOUT });
     const link = await page.evaluate(() => window.epsvae.link);
     assert.ok(link.length < 4000, `link is ${link.length} characters`);
+    assert.match(link, /&temp=0\.7&/);
     const fresh = await b.newContext();
     const p2 = await fresh.newPage();
     await p2.goto(link);
     await p2.waitForFunction(() => document.body.dataset.done || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
     assert.equal(await p2.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
+    assert.equal(await p2.$eval("#temperature", (e) => e.value), "0.7");
     const again = await p2.evaluate(() => Array.from(window.epsvae.final.x0_hat));
     const d = maxDiff(first.rgba, again);
     assert.ok(d <= 2, `the link's decode differs from the original's by ${d}/255`);
@@ -270,6 +282,10 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     await page.goto(`${origin}/?backend=cpu#v=1&steps=3&seed=0&z=AAAAbroken`);
     await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
     assert.match(await page.$eval("#error", (e) => e.textContent), /link/);
+    // A link whose temperature is out of range names it.
+    await page.goto(`${origin}/?backend=cpu#v=1&steps=3&seed=0&temp=7&z=AAAA`);
+    await page.waitForFunction(() => /temp=/.test(document.getElementById("error").textContent), null, { timeout: TIMEOUT });
+    assert.match(await page.$eval("#error", (e) => e.textContent), /temp=7 is not a number in 0\.\.2/);
     const ok2 = await decodeFile(page, input);
     assert.equal(ok2.frames, 3);
   } finally {

@@ -74,6 +74,37 @@ fn quantize_makes_smaller_valid_files() {
 }
 
 #[test]
+fn temperature_from_the_flag_or_the_file_header_gives_the_same_decode() {
+    let d = scratch("temp");
+    let w = d.join("f32.safetensors");
+    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "4"]).status.success());
+    // A copy whose header makes τ = 0.5 its default.
+    let cool = d.join("cool.safetensors");
+    let o = epsvae(&["quantize", w.to_str().unwrap(), cool.to_str().unwrap(), "--to", "f32", "--temperature", "0.5"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let decode = |weights: &Path, extra: &[&str], name: &str| {
+        let out = d.join(name);
+        let input = sample();
+        let mut args = vec!["reconstruct", input.to_str().unwrap(), out.to_str().unwrap(), "--size", "48x32", "--weights", weights.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = epsvae(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        image::open(&out).unwrap().to_rgb8().into_raw()
+    };
+    let paper = decode(&w, &[], "paper.png");
+    let flag = decode(&w, &["--temperature", "0.5"], "flag.png");
+    let file = decode(&cool, &[], "file.png");
+    assert_eq!(flag, file, "--temperature 0.5 and a file whose default is 0.5 decode alike");
+    assert_ne!(paper, flag, "τ = 0.5 decodes differently from τ = 1");
+    assert_eq!(decode(&cool, &["--temperature", "1"], "back.png"), paper, "the flag overrides the file's default");
+    for bad in [["quantize", w.to_str().unwrap(), d.join("x.safetensors").to_str().unwrap(), "--to", "f32", "--temperature", "3"].as_slice(),
+                ["reconstruct", sample().to_str().unwrap(), d.join("x.png").to_str().unwrap(), "--weights", w.to_str().unwrap(), "--temperature", "3"].as_slice()] {
+        let o = epsvae(bad);
+        assert!(!o.status.success() && text(&o).contains("--temperature 3: expected a number in [0, 2]"), "{}", text(&o));
+    }
+}
+
+#[test]
 fn reconstruct_decodes_the_baseline_from_its_own_file() {
     // The shipped ε-VAE file has no baseline decoder: --baseline takes the VAE's file (its own
     // encoder and decoder). The shipped VAE reconstructs this crop at 23.7 dB; 18 dB leaves room

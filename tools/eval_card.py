@@ -2,11 +2,12 @@
 """Runs `epsvae eval` on the validation split for the model card: at 128² and 256², on the runs'
 f32 EMA weights and on the shipped int8 files, and prints the card's tables and target checks.
 
-    python3 tools/eval_card.py [--bin target/debug/epsvae] [--out target/eval] [--runs EPS,VAE]
+    python3 tools/eval_card.py [--bin target/debug/epsvae] [--out target/eval] [--runs EPS,VAE] [--temperature T]
 
 The f32 weights are checkpoints/RUN/ema.safetensors of the two runs in --runs (written by `epsvae
 train` at every checkpoint); the int8 ones are weights/*.safetensors. Each eval's rows are kept
-as JSON in --out.
+as JSON in --out. ε-VAE samples with each file's own default temperature unless --temperature
+sets one for both files (the f32 EMA files written by training carry none, i.e. 1).
 """
 import argparse, json, subprocess, sys
 from pathlib import Path
@@ -17,6 +18,7 @@ ap.add_argument("--out", default="target/eval", type=Path)
 ap.add_argument("--data", default="data/corpus/val")
 ap.add_argument("--sizes", default="128,256")
 ap.add_argument("--backend", default="flex", help="flex, or tch with a binary built with --features tch")
+ap.add_argument("--temperature", help="sampling temperature τ for ε-VAE, for both storages (default: each file's own)")
 ap.add_argument("--runs", default="epsvae-small,vae-small", help="the ε-VAE run and the VAE run, folders in checkpoints/")
 a = ap.parse_args()
 runs = a.runs.split(",")
@@ -35,8 +37,10 @@ for eps, vae in files.values():
 rows = {}
 for size in map(int, a.sizes.split(",")):
     for storage, (eps, vae) in files.items():
-        j = a.out / f"eval-{size}-{storage}.json"
+        tag = f"-t{a.temperature}" if a.temperature else ""
+        j = a.out / f"eval-{size}-{storage}{tag}.json"
         cmd = [a.bin, "eval", "--data", a.data, "--size", str(size), "--steps", "1,2,3", "--weights", eps, "--baseline", vae, "--json", str(j), "--backend", a.backend]
+        cmd += ["--temperature", a.temperature] if a.temperature else []
         print("$", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows[size, storage] = json.loads(j.read_text())
@@ -52,7 +56,8 @@ def pick(size, storage, steps):
 
 for size in sorted({s for s, _ in rows}):
     n = rows[size, "f32"][0]["images"]
-    print(f"\nAt {size}×{size} ({n} photos):\n")
+    tau = f", ε-VAE at τ = {a.temperature}" if a.temperature else ""
+    print(f"\nAt {size}×{size} ({n} photos{tau}):\n")
     print("| decoder | storage | PSNR (dB) ↑ | SSIM ↑ | ST-LPIPS ↓ |\n|---|---|---|---|---|")
     for i, r in enumerate(rows[size, "f32"]):
         for storage in files:

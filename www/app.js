@@ -44,6 +44,7 @@ const state = {
   hasBaseline: false,
   manifest: null,
   gamma: 0.6,
+  temperature: 1, // the weight file's default τ
 };
 window.epsvae = state; // for tests and the curious
 
@@ -120,6 +121,10 @@ function onProgress(m) {
   if (m.header && m.slot === 0) {
     state.gamma = m.header.gamma;
     $("gamma").textContent = String(m.header.gamma);
+    if (typeof m.header.temperature === "number" && m.header.temperature !== state.temperature) {
+      state.temperature = m.header.temperature;
+      $("temperature").value = String(m.header.temperature);
+    }
     const p = m.header.provenance;
     $("weights-note").textContent =
       p.origin === "trained"
@@ -290,19 +295,23 @@ async function afterLatent() {
 function settings() {
   const steps = Math.max(1, Math.min(8, parseInt($("steps").value, 10) || 3));
   const seed = Math.max(0, Math.min(4294967295, parseInt($("seed").value, 10) || 0));
+  const t = parseFloat($("temperature").value);
+  const temperature = Number.isFinite(t) ? Math.round(Math.max(0, Math.min(2, t)) * 100) / 100 : state.temperature;
   $("steps").value = String(steps);
   $("seed").value = String(seed);
-  return { steps, seed };
+  $("temperature").value = String(temperature);
+  return { steps, seed, temperature };
 }
 
 async function run() {
   const id = ++state.runId;
-  const { steps, seed } = settings();
+  const { steps, seed, temperature } = settings();
   state.frames = [];
-  state.grid = await call("begin", steps, seed);
+  state.grid = await call("begin", steps, seed, temperature);
+  $("tau").textContent = String(temperature);
   drawGrid(0);
   state.playing = true;
-  setStatus(`denoising: ${steps} Euler step${steps > 1 ? "s" : ""}, seed ${seed}`);
+  setStatus(`denoising: ${steps} Euler step${steps > 1 ? "s" : ""}, seed ${seed}, temperature ${temperature}`);
   await playLoop(id);
 }
 
@@ -337,15 +346,15 @@ async function finished(f) {
     .map(([n, p, s]) => `<tr><td>${n}</td><td>${p.toFixed(2)}</td><td>${s.toFixed(4)}</td></tr>`)
     .join("");
   state.final = f;
-  setStatus(`done: ${f.steps} step${f.steps > 1 ? "s" : ""}, seed ${$("seed").value}`);
+  setStatus(`done: ${f.steps} step${f.steps > 1 ? "s" : ""}, seed ${$("seed").value}, temperature ${$("temperature").value}`);
   document.body.dataset.done = String(state.runId);
 }
 
 // ---- sharing ---------------------------------------------------------------------------------
 async function copyLink() {
   const z = await call("exportLatent");
-  const { steps, seed } = settings();
-  const url = `${location.origin}${location.pathname}${location.search}#v=1&steps=${steps}&seed=${seed}&z=${z}`;
+  const { steps, seed, temperature } = settings();
+  const url = `${location.origin}${location.pathname}${location.search}#v=1&steps=${steps}&seed=${seed}&temp=${temperature}&z=${z}`;
   state.link = url;
   $("link-info").textContent = `link: ${url.length} characters (the latent is ${z.length} of them)`;
   try {
@@ -364,10 +373,14 @@ async function openLink(hash) {
   const seed = parseInt(h.get("seed") || "0", 10);
   if (!(steps >= 1 && steps <= 8)) throw new Error(`this link's steps=${h.get("steps")} is not in 1..8`);
   if (!(seed >= 0 && seed <= 4294967295)) throw new Error(`this link's seed=${h.get("seed")} is not in 0..4294967295`);
+  // Links made before the temperature control have none: they decode with the weight file's.
+  const temperature = h.has("temp") ? Number(h.get("temp")) : state.temperature;
+  if (!(h.get("temp") !== "" && temperature >= 0 && temperature <= 2)) throw new Error(`this link's temp=${h.get("temp")} is not a number in 0..2`);
   const z = h.get("z");
   if (!z) throw new Error("this link has no latent (z=…)");
   $("steps").value = String(steps);
   $("seed").value = String(seed);
+  $("temperature").value = String(temperature);
   const info = await call("importLatent", z);
   state.fromLink = true;
   state.image = null;
@@ -402,6 +415,7 @@ document.addEventListener("paste", (e) => {
 });
 $("steps").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
 $("seed").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
+$("temperature").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
 $("another-seed").addEventListener("click", () => guarded(async () => {
   $("seed").value = String((parseInt($("seed").value, 10) + 1) >>> 0);
   await run();

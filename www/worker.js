@@ -96,8 +96,8 @@ const handlers = {
     const info = await session.encode(rgba, w, h);
     return { ...info, ms: performance.now() - t0 };
   },
-  begin(steps, seed) {
-    return Array.from(session.begin(steps, seed)); // the sampler's own time grid, for the plot
+  begin(steps, seed, temperature) {
+    return Array.from(session.begin(steps, seed, temperature)); // the sampler's own time grid, for the plot
   },
   async step() {
     const t0 = performance.now();

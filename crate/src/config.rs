@@ -107,6 +107,11 @@ pub struct FlowConfig {
     /// n of the reversed-log sampling grid t_i = ln(n − (n − 1)·i/N) / ln(n) (paper §3.2: m = 1,
     /// n = 100). Absent (older files) means the paper's 100; 1 gives the uniform grid.
     pub grid_base: Option<f64>,
+    /// Temperature τ of the sampler's starting noise, x_1 = τ·ε *(choice, as in Glow's reduced-
+    /// temperature sampling)*: below 1 the sampler starts nearer the middle of the noise and its
+    /// image nearer the decoder's average, trading invented detail for fidelity. Absent (older
+    /// files) means 1, the paper's sampler.
+    pub temperature: Option<f64>,
 }
 
 /// The paper's reversed-log grid base n.
@@ -122,6 +127,17 @@ impl FlowConfig {
     pub fn grid_base(&self) -> f64 {
         self.grid_base.unwrap_or(PAPER_GRID_BASE)
     }
+
+    /// The starting noise's temperature: the file's, or 1.
+    pub fn temperature(&self) -> f64 {
+        self.temperature.unwrap_or(1.0)
+    }
+}
+
+/// Whether `tau` can be a sampling temperature: finite, in [0, 2] (0 starts from zero noise,
+/// 1 is the paper's sampler).
+pub fn is_temperature(tau: f64) -> bool {
+    (0.0..=2.0).contains(&tau)
 }
 
 /// How the latent is bounded *(choice)*: `tanh` keeps every value in (−1, 1), so the 8-bit
@@ -253,6 +269,9 @@ impl ModelConfig {
         }
         if let Some(n) = self.flow.grid_base.filter(|n| !is_grid_base(*n)) {
             return Err(format!("flow.grid_base = {n} must be a finite number ≥ 1 (the paper's is 100)"));
+        }
+        if let Some(tau) = self.flow.temperature.filter(|t| !is_temperature(*t)) {
+            return Err(format!("flow.temperature = {tau} must lie in [0, 2] (1 is the paper's sampler)"));
         }
         if !(2..=8).contains(&self.latent.link_bits) {
             return Err(format!("latent.link_bits = {} must lie in 2..=8", self.latent.link_bits));

@@ -42,10 +42,15 @@ pub fn quantize_latent(z: Tensor<4>, bits: u32) -> Tensor<4> {
     ((z.clamp(-1.0, 1.0) + 1.0) * (0.5 * top)).round() / top * 2.0 - 1.0
 }
 
-/// The starting noise for decoding `latent` with `seed`, [1, 3, Hp, Wp].
+/// The starting noise for decoding `latent` with `seed`, [1, 3, Hp, Wp]: standard normal times
+/// the flow's temperature.
 pub fn noise(cfg: &ModelConfig, latent: &Latent, seed: u64, device: &Device) -> Tensor<4> {
     let [h, w] = latent.padded_size(cfg.downsample_factor());
-    flow::noise_tensor(seed, [1, 3, h, w], device)
+    let eps = flow::noise_tensor(seed, [1, 3, h, w], device);
+    match cfg.flow.temperature() {
+        1.0 => eps,
+        tau => eps * tau,
+    }
 }
 
 /// ε-VAE decoding in `steps` Euler steps; `hook` sees every frame (padded size). Returns the

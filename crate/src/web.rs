@@ -121,7 +121,7 @@ impl Session {
                         "preset": h.config.preset, "storage": h.storage.to_string(),
                         "parts": h.part_list(), "provenance": h.provenance,
                         "f": h.config.downsample_factor(), "latent_channels": h.config.encoder.latent_channels,
-                        "gamma": h.config.flow.gamma,
+                        "gamma": h.config.flow.gamma, "temperature": h.config.flow.temperature(),
                     }));
                 }
                 Event::PartComplete(p) => {
@@ -167,15 +167,23 @@ impl Session {
         to_js(&serde_json::json!({"width": width, "height": height, "channels": c, "latent_height": lh, "latent_width": lw}))
     }
 
-    /// Starts denoising the current latent in `steps` Euler steps from the noise of `seed`;
-    /// returns the time grid t_0 = 1 > … > t_N = 0 the sampler will run on (the weight file's).
-    pub fn begin(&mut self, steps: usize, seed: u32) -> Result<Vec<f64>, JsError> {
+    /// Starts denoising the current latent in `steps` Euler steps from the noise of `seed` times
+    /// `temperature` (absent: the weight file's); returns the time grid t_0 = 1 > … > t_N = 0 the
+    /// sampler will run on (the weight file's).
+    pub fn begin(&mut self, steps: usize, seed: u32, temperature: Option<f64>) -> Result<Vec<f64>, JsError> {
         if !(1..=100).contains(&steps) {
             return Err(JsError::new(&format!("steps = {steps}: expected 1..=100")));
         }
+        if let Some(tau) = temperature.filter(|t| !crate::config::is_temperature(*t)) {
+            return Err(JsError::new(&format!("temperature = {tau}: expected a number in [0, 2] (1 is the paper's sampler)")));
+        }
         let (_, cfg) = self.ready(0, Part::Decoder).ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
         let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image (or open a link) first"))?;
-        let noise = pipeline::noise(cfg, lat, seed as u64, &self.device);
+        let mut cfg = cfg.clone();
+        if temperature.is_some() {
+            cfg.flow.temperature = temperature;
+        }
+        let noise = pipeline::noise(&cfg, lat, seed as u64, &self.device);
         let sampler = Sampler::new(Flow::new(&cfg.flow), noise, steps);
         let grid = sampler.grid().to_vec();
         self.sampler = Some(sampler);
@@ -187,7 +195,7 @@ impl Session {
         let (model, cfg) = ready(&self.slots, 0, Part::Decoder).ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
         let flow = Flow::new(&cfg.flow);
         let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image first"))?;
-        let sampler = self.sampler.as_mut().ok_or_else(|| JsError::new("call begin(steps, seed) first"))?;
+        let sampler = self.sampler.as_mut().ok_or_else(|| JsError::new("call begin(steps, seed, temperature) first"))?;
         let steps = sampler.steps() as u32;
         let f = sampler.step(model.decoder(), &lat.z).ok_or_else(|| JsError::new("all steps are done; call begin again"))?;
         let xt = host(f.x_t * flow.display_scale(f.t)).await?;

@@ -181,6 +181,31 @@ fn same_seed_gives_same_frames_and_another_seed_different_ones() {
     assert!(max_abs_diff(&ia, &ic) > 1e-3, "another seed decodes differently");
 }
 
+#[test]
+fn temperature_scales_the_starting_noise_and_defaults_to_one() {
+    let device = Device::flex();
+    let (mut cfg, model) = tiny_model(0, &device);
+    assert_eq!(cfg.flow.temperature(), 1.0);
+    let latent = pipeline::encode(&model, &cfg, &test_image(12, 8), &device);
+    let first_state = |cfg: &ModelConfig| {
+        let mut x1 = Vec::new();
+        let img = pipeline::decode(&model, cfg, &latent, 2, 5, |f| if f.index == 0 { x1 = host(f.x_t.clone()) });
+        (x1, host(img))
+    };
+    let (n1, i1) = first_state(&cfg);
+    assert_eq!(n1, host(pipeline::noise(&cfg, &latent, 5, &device)));
+    cfg.flow.temperature = Some(0.5);
+    let (n05, i05) = first_state(&cfg);
+    assert_eq!(n05, n1.iter().map(|v| v * 0.5).collect::<Vec<_>>(), "x_1 = τ·ε");
+    assert!(max_abs_diff(&i1, &i05) > 1e-3, "a cooler start decodes differently");
+    cfg.flow.temperature = Some(0.0);
+    assert!(first_state(&cfg).0.iter().all(|v| *v == 0.0));
+    for bad in [2.5, -0.1, f64::NAN] {
+        cfg.flow.temperature = Some(bad);
+        assert!(cfg.validate().unwrap_err().contains("flow.temperature"), "{bad}");
+    }
+}
+
 // ---- model -----------------------------------------------------------------------------------
 
 #[test]

@@ -217,7 +217,7 @@ fn eval_on_libtorch_matches_flex() {
         std::fs::copy(root.join("www/samples").join(name), photos.join(name)).unwrap();
     }
     let (eps, vae) = (root.join("weights/epsvae-small.safetensors"), root.join("weights/vae-small.safetensors"));
-    let run = |device: Device| epsvae::train::eval::evaluate(&photos, 64, &eps, Some(&vae), &[1, 3], 1, &[], &lpips_path(), device).unwrap();
+    let run = |device: Device| epsvae::train::eval::evaluate(&photos, 64, &eps, Some(&vae), &[1, 3], 1, &[], &[], &lpips_path(), device).unwrap();
     let (a, b) = (run(Device::flex()), run(Device::libtorch()));
     assert_eq!(a.len(), 3);
     for (x, y) in a.iter().zip(&b) {

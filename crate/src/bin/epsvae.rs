@@ -61,6 +61,10 @@ enum Cmd {
         /// 1 is the uniform grid).
         #[arg(long)]
         grid_base: Option<f64>,
+        /// Temperature τ of the starting noise (x_1 = τ·ε), instead of the weight file's: 1 is the
+        /// paper's sampler; lower gives less invented detail and a result nearer the average.
+        #[arg(long)]
+        temperature: Option<f64>,
     },
     /// Print a weight file's config, parameter counts, cost per step, storage, size and SHA-256.
     Inspect {
@@ -76,6 +80,10 @@ enum Cmd {
         /// Target storage: int8 or f16 (or f32).
         #[arg(long)]
         to: Storage,
+        /// Write this sampling temperature into the output's header as its default (1 is the
+        /// paper's sampler); without it the input's is kept.
+        #[arg(long)]
+        temperature: Option<f64>,
     },
     /// Train the ε-VAE or its VAE baseline on the corpus (resumes the run folder's checkpoint).
     #[cfg(feature = "train")]
@@ -191,6 +199,10 @@ enum Cmd {
         /// 100, 1 is the uniform grid) instead of the weight file's.
         #[arg(long, value_delimiter = ',')]
         grid_base: Vec<f64>,
+        /// Sample ε-VAE from noise of each temperature τ (comma-separated; 1 is the paper's
+        /// sampler) instead of the weight file's.
+        #[arg(long, value_delimiter = ',')]
+        temperature: Vec<f64>,
         /// flex (burn's CPU backend) or tch (PyTorch's kernels, about 3× faster here; builds with
         /// `--features tch`).
         #[arg(long, default_value = "flex")]
@@ -271,12 +283,15 @@ fn save(p: &Planar, path: &Path) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline, baseline_weights, grid_base } => {
+        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline, baseline_weights, grid_base, temperature } => {
             if !(1..=100).contains(&steps) {
                 bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
             }
             if let Some(n) = grid_base.filter(|n| !epsvae::config::is_grid_base(*n)) {
                 bail!("--grid-base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
+            }
+            if let Some(tau) = temperature.filter(|t| !epsvae::config::is_temperature(*t)) {
+                bail!("--temperature {tau}: expected a number in [0, 2] (1 is the paper's sampler)");
             }
             let t0 = Instant::now();
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
@@ -284,6 +299,9 @@ fn main() -> Result<()> {
             let (mut header, model) = load_timed(&weights, &device)?;
             if grid_base.is_some() {
                 header.config.flow.grid_base = grid_base;
+            }
+            if temperature.is_some() {
+                header.config.flow.temperature = temperature;
             }
             let cfg = &header.config;
             if header.provenance.origin != "trained" {
@@ -368,9 +386,15 @@ fn main() -> Result<()> {
             println!("config      {}", serde_json::to_string(cfg)?);
             println!("provenance  {}", serde_json::to_string(&header.provenance)?);
         }
-        Cmd::Quantize { input, output, to } => {
+        Cmd::Quantize { input, output, to, temperature } => {
+            if let Some(tau) = temperature.filter(|t| !epsvae::config::is_temperature(*t)) {
+                bail!("--temperature {tau}: expected a number in [0, 2] (1 is the paper's sampler)");
+            }
             let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let (header, tensors) = weights::read(&bytes).with_context(|| format!("reading {}", input.display()))?;
+            let (mut header, tensors) = weights::read(&bytes).with_context(|| format!("reading {}", input.display()))?;
+            if temperature.is_some() {
+                header.config.flow.temperature = temperature;
+            }
             if header.storage != Storage::F32 {
                 eprintln!("note: {} is already {}; re-quantising compounds the error", input.display(), header.storage);
             }
@@ -444,13 +468,13 @@ fn main() -> Result<()> {
             }
         }
         #[cfg(feature = "train")]
-        Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json, grid_base, backend } => {
+        Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json, grid_base, temperature, backend } => {
             use epsvae::train::eval;
             if steps.iter().any(|s| !(1..=100).contains(s)) || seeds == 0 {
                 bail!("--steps must lie in 1..=100 and --seeds be at least 1");
             }
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
-            let rows = eval::evaluate(&data, size, &weights, baseline.as_deref(), &steps, seeds, &grid_base, &lpips, device)?;
+            let rows = eval::evaluate(&data, size, &weights, baseline.as_deref(), &steps, seeds, &grid_base, &temperature, &lpips, device)?;
             print!("{}", eval::markdown(&rows, size));
             if let Some(j) = json {
                 std::fs::write(&j, serde_json::to_string_pretty(&rows)?)?;

@@ -19,6 +19,8 @@ pub struct Row {
     pub steps: Option<usize>,
     /// n of the reversed-log grid ε-VAE sampled on (none for the VAE).
     pub grid_base: Option<f64>,
+    /// Temperature of the starting noise (none for the VAE).
+    pub temperature: Option<f64>,
     pub psnr: f64,
     pub ssim: f64,
     pub st_lpips: f64,
@@ -44,7 +46,8 @@ pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 }
 
 /// Evaluates on every image of `dir`, centre-cropped to `size`². ε-VAE samples on the reversed-log
-/// grid of each base in `grid_bases`, or on its weight file's grid when that is empty. Runs on
+/// grid of each base in `grid_bases` from noise of each temperature in `temperatures`, or with its
+/// weight file's grid and temperature where those are empty. Runs on
 /// `device` (flex, or libtorch with the `tch` feature: the same numbers to float rounding, faster).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
@@ -55,11 +58,15 @@ pub fn evaluate(
     steps: &[usize],
     seeds: usize,
     grid_bases: &[f64],
+    temperatures: &[f64],
     lpips_path: &Path,
     device: Device,
 ) -> Result<Vec<Row>> {
     if let Some(n) = grid_bases.iter().find(|n| !crate::config::is_grid_base(**n)) {
         bail!("grid base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
+    }
+    if let Some(tau) = temperatures.iter().find(|t| !crate::config::is_temperature(**t)) {
+        bail!("temperature {tau}: expected a number in [0, 2] (1 is the paper's sampler)");
     }
     let lpips = StLpips::load(lpips_path, &device)?;
     let images: Vec<Planar> = image_files(dir)?
@@ -71,8 +78,9 @@ pub fn evaluate(
         [psnr(a, b), ssim(a, b), l.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32")[0] as f64]
     };
     let mut rows = Vec::new();
-    let mut push = |name: String, steps: Option<usize>, grid_base: Option<f64>, sums: [f64; 3], n: usize, seeds: usize, seed_mean: bool| {
-        rows.push(Row { decoder: name, steps, grid_base, psnr: sums[0] / n as f64, ssim: sums[1] / n as f64, st_lpips: sums[2] / n as f64, images: images.len(), seeds, seed_mean });
+    let mut push = |name: String, steps: Option<usize>, flow: Option<(f64, f64)>, sums: [f64; 3], n: usize, seeds: usize, seed_mean: bool| {
+        let (grid_base, temperature) = (flow.map(|f| f.0), flow.map(|f| f.1));
+        rows.push(Row { decoder: name, steps, grid_base, temperature, psnr: sums[0] / n as f64, ssim: sums[1] / n as f64, st_lpips: sums[2] / n as f64, images: images.len(), seeds, seed_mean });
     };
     if let Some(vp) = vae_weights {
         let (h, m, _) = weights::load_file(vp, &device)?;
@@ -87,9 +95,11 @@ pub fn evaluate(
     let (h, m, _) = weights::load_file(epsvae_weights, &device)?;
     let bases = if grid_bases.is_empty() { vec![h.config.flow.grid_base()] } else { grid_bases.to_vec() };
     let latents: Vec<_> = images.iter().map(|img| pipeline::encode(&m, &h.config, img, &device)).collect();
-    for &base in &bases {
+    let temps = if temperatures.is_empty() { vec![h.config.flow.temperature()] } else { temperatures.to_vec() };
+    for (&base, &tau) in bases.iter().flat_map(|b| temps.iter().map(move |t| (b, t))) {
         let mut cfg = h.config.clone();
         cfg.flow.grid_base = Some(base);
+        cfg.flow.temperature = Some(tau);
         for &n in steps {
             let (mut s, mut sm) = ([0.0; 3], [0.0; 3]);
             for (img, lat) in images.iter().zip(&latents) {
@@ -105,10 +115,11 @@ pub fn evaluate(
                 }
             }
             let grid = if bases.len() > 1 { format!(", grid n = {base}") } else { String::new() };
-            let name = format!("ε-VAE {n} step{}{grid}", if n == 1 { "" } else { "s" });
-            push(name.clone(), Some(n), Some(base), s, images.len() * seeds, seeds, false);
+            let temp = if temps.len() > 1 || tau != 1.0 { format!(", τ = {tau}") } else { String::new() };
+            let name = format!("ε-VAE {n} step{}{grid}{temp}", if n == 1 { "" } else { "s" });
+            push(name.clone(), Some(n), Some((base, tau)), s, images.len() * seeds, seeds, false);
             if seeds > 1 {
-                push(format!("{name}, mean image of {seeds} seeds"), Some(n), Some(base), sm, images.len(), seeds, true);
+                push(format!("{name}, mean image of {seeds} seeds"), Some(n), Some((base, tau)), sm, images.len(), seeds, true);
             }
         }
     }
