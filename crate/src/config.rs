@@ -140,6 +140,12 @@ pub fn is_temperature(tau: f64) -> bool {
     (0.0..=2.0).contains(&tau)
 }
 
+/// What is wrong with a temperature, if anything: "τ: expected …", for the caller to prefix with
+/// the name the person gave it (`--temperature`, `flow.temperature = `, …).
+pub fn temperature_error(tau: Option<f64>) -> Option<String> {
+    tau.filter(|t| !is_temperature(*t)).map(|t| format!("{t}: expected a number in [0, 2] (1 is the paper's sampler)"))
+}
+
 /// How the latent is bounded *(choice)*: `tanh` keeps every value in (−1, 1), so the 8-bit
 /// uniform quantiser of shared links has a fixed range and never clips.
 #[derive(Config, Debug, PartialEq)]
@@ -270,8 +276,8 @@ impl ModelConfig {
         if let Some(n) = self.flow.grid_base.filter(|n| !is_grid_base(*n)) {
             return Err(format!("flow.grid_base = {n} must be a finite number ≥ 1 (the paper's is 100)"));
         }
-        if let Some(tau) = self.flow.temperature.filter(|t| !is_temperature(*t)) {
-            return Err(format!("flow.temperature = {tau} must lie in [0, 2] (1 is the paper's sampler)"));
+        if let Some(e) = temperature_error(self.flow.temperature) {
+            return Err(format!("flow.temperature = {e}"));
         }
         if !(2..=8).contains(&self.latent.link_bits) {
             return Err(format!("latent.link_bits = {} must lie in 2..=8", self.latent.link_bits));

@@ -46,11 +46,7 @@ pub fn quantize_latent(z: Tensor<4>, bits: u32) -> Tensor<4> {
 /// the flow's temperature.
 pub fn noise(cfg: &ModelConfig, latent: &Latent, seed: u64, device: &Device) -> Tensor<4> {
     let [h, w] = latent.padded_size(cfg.downsample_factor());
-    let eps = flow::noise_tensor(seed, [1, 3, h, w], device);
-    match cfg.flow.temperature() {
-        1.0 => eps,
-        tau => eps * tau,
-    }
+    flow::noise_tensor(seed, [1, 3, h, w], device) * cfg.flow.temperature()
 }
 
 /// ε-VAE decoding in `steps` Euler steps; `hook` sees every frame (padded size). Returns the

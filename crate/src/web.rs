@@ -174,8 +174,8 @@ impl Session {
         if !(1..=100).contains(&steps) {
             return Err(JsError::new(&format!("steps = {steps}: expected 1..=100")));
         }
-        if let Some(tau) = temperature.filter(|t| !crate::config::is_temperature(*t)) {
-            return Err(JsError::new(&format!("temperature = {tau}: expected a number in [0, 2] (1 is the paper's sampler)")));
+        if let Some(e) = crate::config::temperature_error(temperature) {
+            return Err(JsError::new(&format!("temperature = {e}")));
         }
         let (_, cfg) = self.ready(0, Part::Decoder).ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
         let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image (or open a link) first"))?;

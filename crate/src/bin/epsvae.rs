@@ -290,8 +290,8 @@ fn main() -> Result<()> {
             if let Some(n) = grid_base.filter(|n| !epsvae::config::is_grid_base(*n)) {
                 bail!("--grid-base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
             }
-            if let Some(tau) = temperature.filter(|t| !epsvae::config::is_temperature(*t)) {
-                bail!("--temperature {tau}: expected a number in [0, 2] (1 is the paper's sampler)");
+            if let Some(e) = epsvae::config::temperature_error(temperature) {
+                bail!("--temperature {e}");
             }
             let t0 = Instant::now();
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
@@ -387,8 +387,8 @@ fn main() -> Result<()> {
             println!("provenance  {}", serde_json::to_string(&header.provenance)?);
         }
         Cmd::Quantize { input, output, to, temperature } => {
-            if let Some(tau) = temperature.filter(|t| !epsvae::config::is_temperature(*t)) {
-                bail!("--temperature {tau}: expected a number in [0, 2] (1 is the paper's sampler)");
+            if let Some(e) = epsvae::config::temperature_error(temperature) {
+                bail!("--temperature {e}");
             }
             let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let (mut header, tensors) = weights::read(&bytes).with_context(|| format!("reading {}", input.display()))?;

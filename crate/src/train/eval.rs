@@ -65,8 +65,8 @@ pub fn evaluate(
     if let Some(n) = grid_bases.iter().find(|n| !crate::config::is_grid_base(**n)) {
         bail!("grid base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
     }
-    if let Some(tau) = temperatures.iter().find(|t| !crate::config::is_temperature(**t)) {
-        bail!("temperature {tau}: expected a number in [0, 2] (1 is the paper's sampler)");
+    if let Some(e) = temperatures.iter().find_map(|t| crate::config::temperature_error(Some(*t))) {
+        bail!("temperature {e}");
     }
     let lpips = StLpips::load(lpips_path, &device)?;
     let images: Vec<Planar> = image_files(dir)?
