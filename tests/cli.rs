@@ -175,6 +175,24 @@ fn train_rejects_a_bad_or_exhausted_learning_rate_schedule() {
 
 #[cfg(feature = "train")]
 #[test]
+fn train_rejects_bad_loss_weights_and_ema_decays() {
+    let run = scratch("x0l1").join("run");
+    let run = run.to_str().unwrap();
+    for (args, want) in [
+        (&["--x0-l1", "-0.5"][..], "--x0-l1 -0.5: expected a finite weight of 0 or more"),
+        (&["--x0-l1", "NaN"][..], "--x0-l1 NaN: expected a finite weight of 0 or more"),
+        (&["--x0-l1", "0.5", "--model", "vae"][..], "--x0-l1 0.5: only the epsvae model has a one-step estimate"),
+        (&["--ema", "1"][..], "--ema 1: expected a decay between 0 and 1"),
+        (&["--ema", "0"][..], "--ema 0: expected a decay between 0 and 1"),
+    ] {
+        let o = epsvae(&[&["train", "--run", run, "--steps", "10"][..], args].concat());
+        assert!(!o.status.success() && text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+    assert!(!std::path::Path::new(run).exists(), "a refused run must not create its folder");
+}
+
+#[cfg(feature = "train")]
+#[test]
 fn eval_scores_both_decoders_per_grid_and_the_mean_of_seeds() {
     let d = scratch("eval");
     let w = d.join("tiny.safetensors");

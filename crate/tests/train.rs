@@ -13,6 +13,15 @@ fn lpips_path() -> PathBuf {
     p
 }
 
+/// Tests that build trainers hold this: `Trainer::open` seeds the backend's global generator and
+/// then draws the initial weights from it, so two tests opening trainers at once would draw each
+/// other's numbers (a resumed run then starts from other weights than the straight one).
+static TRAINERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn trainers() -> std::sync::MutexGuard<'static, ()> {
+    TRAINERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn png(path: &Path) -> Tensor<4> {
     Planar::decode(&std::fs::read(path).unwrap()).unwrap().to_tensor(&Device::flex())
 }
@@ -101,6 +110,7 @@ fn learning_rate_warms_up_holds_then_decays_to_zero() {
 
 #[test]
 fn a_resumed_run_matches_an_uninterrupted_one() {
+    let _serial = trainers();
     use epsvae::train::data::Corpus;
     use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
     let corpus = Corpus::load(&synthetic_corpus("resume"), "train").unwrap();
@@ -144,6 +154,39 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     }
 }
 
+/// The ε-VAE's optional L1 on x̂0 (`x0_l1_weight`, 0 = the paper's objective): off, it is not
+/// computed and the step is the paper's; on, the same forward pass (same score and ST-LPIPS) gets
+/// an L1 that obeys |x̂0 − x0| = t·|v̂ − v|/γ ≤ |v̂ − v|/γ, and it changes the update.
+#[test]
+fn x0_l1_term_is_the_estimates_pixel_error_and_changes_the_update() {
+    let _serial = trainers();
+    use epsvae::train::data::Corpus;
+    use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
+    let corpus = Corpus::load(&synthetic_corpus("x0l1"), "train").unwrap();
+    let mut cfg = TrainConfig::new("tiny", ModelKind::Epsvae);
+    (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 0, 2);
+    let run = |name: &str| std::env::temp_dir().join(format!("epsvae-x0l1-{name}-{}", std::process::id()));
+    let mut trained = vec![];
+    for w in [0.0, 1.0] {
+        let dir = run(&format!("w{w}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = cfg.clone();
+        c.x0_l1_weight = w;
+        let mut tr = Trainer::open(&dir, c, &lpips_path(), Device::flex()).unwrap();
+        let l = tr.train_step(&corpus);
+        trained.push((l, epsvae::weights::collect_params(tr.ema())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ((off, w_off), (on, w_on)) = (&trained[0], &trained[1]);
+    eprintln!("off: {off:?}\non:  {on:?}");
+    assert_eq!(off.x0_l1, 0.0, "weight 0 must leave the term out");
+    assert!((off.recon - on.recon).abs() <= 1e-6 * off.recon && (off.lpips - on.lpips).abs() <= 1e-6 * off.lpips, "the forward pass must not change");
+    let gamma = epsvae::config::ModelConfig::preset("tiny").unwrap().flow.gamma as f32;
+    assert!(on.x0_l1 > 0.0 && on.x0_l1 <= on.recon.sqrt() / gamma * 1.0001, "L1 {} against the bound sqrt(score {})/γ", on.x0_l1, on.recon);
+    let moved = w_off.iter().zip(w_on).any(|((_, _, x), (_, _, y))| x.iter().zip(y).any(|(p, q)| p != q));
+    assert!(moved, "the L1 term did not change the update");
+}
+
 /// The libtorch backend (the `tch` feature, PyTorch's CPU kernels) trains the same Rust model as
 /// flex: from one checkpoint, two steps with every loss on (score or L1, ST-LPIPS, adversarial with
 /// R1) give the same losses and the same EMA weights. Only in builds with `tch`, which CI lacks (it
@@ -152,6 +195,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
 #[test]
 #[allow(deprecated)] // burn 0.22 marks its tch backend deprecated
 fn two_training_steps_on_libtorch_match_flex() {
+    let _serial = trainers();
     use epsvae::train::data::Corpus;
     use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
     let corpus = Corpus::load(&synthetic_corpus("tch"), "train").unwrap();
@@ -207,6 +251,7 @@ fn two_training_steps_on_libtorch_match_flex() {
 #[test]
 #[allow(deprecated)] // burn 0.22 marks its tch backend deprecated
 fn eval_on_libtorch_matches_flex() {
+    let _serial = trainers(); // loading a weight file initialises the model first, from the same generator
     // The shipped weights on two sample photos: the noise comes from the seed on the CPU, so the
     // two backends decode the same samples and their scores differ only by float rounding.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -123,6 +123,13 @@ enum Cmd {
         /// Step from which the adversarial loss is on [default: 3000, or the run's].
         #[arg(long)]
         adv_start: Option<u64>,
+        /// ε-VAE only: weight of a pixel L1 on the one-step estimate x̂0, added to the paper's
+        /// losses (0 is the paper's objective) [default: 0, or the run's].
+        #[arg(long, allow_hyphen_values = true)]
+        x0_l1: Option<f64>,
+        /// EMA decay of the generator's weights, in (0, 1) [default: 0.999, or the run's].
+        #[arg(long)]
+        ema: Option<f64>,
         /// Seconds between checkpoints [default: 600, or the run's].
         #[arg(long)]
         checkpoint_every: Option<u64>,
@@ -411,7 +418,7 @@ fn main() -> Result<()> {
             println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
         }
         #[cfg(feature = "train")]
-        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, checkpoint_every, decay, rewarm, backend } => {
+        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, x0_l1, ema, checkpoint_every, decay, rewarm, backend } => {
             // A resumed run keeps the recipe in its train.json; flags given here override it.
             let saved = run.join("train.json");
             let mut cfg = if saved.exists() {
@@ -427,6 +434,21 @@ fn main() -> Result<()> {
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.val_every = val_every.unwrap_or(cfg.val_every);
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
+            if let Some(w) = x0_l1 {
+                if !(w.is_finite() && w >= 0.0) {
+                    bail!("--x0-l1 {w}: expected a finite weight of 0 or more");
+                }
+                if cfg.model != epsvae::train::trainer::ModelKind::Epsvae && w > 0.0 {
+                    bail!("--x0-l1 {w}: only the epsvae model has a one-step estimate x̂0 (the vae's L1 has weight 1)");
+                }
+                cfg.x0_l1_weight = w;
+            }
+            if let Some(d) = ema {
+                if !(d > 0.0 && d < 1.0) {
+                    bail!("--ema {d}: expected a decay between 0 and 1, such as 0.999");
+                }
+                cfg.ema = d;
+            }
             cfg.checkpoint_every_s = checkpoint_every.unwrap_or(cfg.checkpoint_every_s);
             (cfg.decay_start, cfg.decay_end) = decay.unwrap_or((cfg.decay_start, cfg.decay_end));
             (cfg.rewarm_start, cfg.rewarm_end) = rewarm.unwrap_or((cfg.rewarm_start, cfg.rewarm_end));

@@ -80,6 +80,12 @@ pub struct TrainConfig {
     pub ema: f64,
     /// Weight of ST-LPIPS on x̂0 (paper: 0.5).
     pub lpips_weight: f64,
+    /// Weight of a pixel L1 between the ε-VAE's one-step estimate x̂0 and x0, the VAE baseline's
+    /// reconstruction term, added to the score loss *(choice: the paper has none; 0 is the
+    /// paper's objective)*. It pulls x̂0 towards the conditional median, so each noise seed
+    /// invents less detail of its own; the VAE's L1 always has weight 1.
+    #[serde(default)]
+    pub x0_l1_weight: f64,
     /// Weight of the adversarial loss (paper: 0.5).
     pub adv_weight: f64,
     /// Step from which the adversarial loss is on *(choice: after the reconstruction settles)*.
@@ -137,6 +143,7 @@ impl TrainConfig {
             rewarm_end: never(),
             ema: 0.999,
             lpips_weight: 0.5,
+            x0_l1_weight: 0.0,
             adv_weight: 0.5,
             adv_start: 3000,
             r1_weight: 10.0,
@@ -160,7 +167,10 @@ pub struct RunState {
 /// Losses of one step, as logged.
 #[derive(Clone, Debug, Default)]
 pub struct StepLosses {
+    /// Velocity MSE (ε-VAE) or pixel L1 (VAE).
     pub recon: f32,
+    /// The ε-VAE's L1 on x̂0 (0 unless `x0_l1_weight` > 0).
+    pub x0_l1: f32,
     pub lpips: f32,
     pub g_adv: f32,
     pub d_loss: f32,
@@ -375,6 +385,7 @@ impl Trainer {
         let u: Vec<f32> = (0..zs.iter().product::<usize>()).map(|_| ((2.0 * uniform(&mut rng) - 1.0) * self.cfg.latent_noise) as f32).collect();
         let z = z + device_tensor(u, zs, &self.ad);
         let mut out = StepLosses::default();
+        let mut loss_extra: Option<Tensor<1>> = None;
 
         // Generator: reconstruction, perceptual and adversarial terms.
         let (recon, x_hat, cond) = match self.cfg.model {
@@ -385,6 +396,11 @@ impl Trainer {
                 let v = self.flow.velocity(self.generator.decoder(), x_t.clone(), t.clone(), z);
                 let mse = (v.clone() - self.flow.target(x0.clone(), eps)).powi_scalar(2).mean();
                 let x_hat = self.flow.x0_hat(x_t.clone(), t.clone(), v);
+                if self.cfg.x0_l1_weight > 0.0 {
+                    let l1 = (x_hat.clone() - x0.clone()).abs().mean();
+                    out.x0_l1 = scalar(l1.clone().detach());
+                    loss_extra = Some(l1 * self.cfg.x0_l1_weight);
+                }
                 (mse, x_hat, Some((x_t.detach(), t * self.flow.time_scale)))
             }
             ModelKind::Vae => {
@@ -394,6 +410,9 @@ impl Trainer {
         };
         let lp = self.lpips.forward(x_hat.clone(), x0.clone()).mean();
         let mut loss = recon.clone() + lp.clone() * self.cfg.lpips_weight;
+        if let Some(extra) = loss_extra {
+            loss = loss + extra;
+        }
         if adv_on {
             let g_adv = generator_loss(self.disc.forward(x_hat.clone(), cond.clone()));
             out.g_adv = scalar(g_adv.clone().detach());
@@ -547,10 +566,12 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
     let fwd_plain = tr.forward_macs(false);
     let fwd_adv = tr.forward_macs(cfg.adv_weight > 0.0);
     let log_path = dir.join("log.csv");
-    let new_log = !log_path.exists();
+    // Logs begun before the x0_l1 column existed keep their columns.
+    let header = std::fs::read_to_string(&log_path).ok().and_then(|s| s.lines().next().map(str::to_string));
+    let with_l1 = header.as_deref().is_none_or(|h| h.ends_with(",x0_l1"));
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-    if new_log {
-        writeln!(log, "step,images_seen,wall_s,lr,recon,lpips,g_adv,d_loss,img_per_s,val_psnr,val_lpips")?;
+    if header.is_none() {
+        writeln!(log, "step,images_seen,wall_s,lr,recon,lpips,g_adv,d_loss,img_per_s,val_psnr,val_lpips,x0_l1")?;
     }
     let bar = indicatif::ProgressBar::new(cfg.steps);
     bar.set_style(
@@ -569,14 +590,15 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
         let ips = window.1 as f64 / window.0.elapsed().as_secs_f64();
         let gflops = ips / cfg.batch as f64 * fwd as f64 * 3.0 * 2.0 / 1e9;
         bar.set_position(tr.state.step);
-        bar.set_message(format!("recon {:.4} lpips {:.3} adv {:.3} d {:.3} | {:.2} img/s, {:.0} GFLOP/s", l.recon, l.lpips, l.g_adv, l.d_loss, ips, gflops));
+        bar.set_message(format!("recon {:.4} x0-l1 {:.4} lpips {:.3} adv {:.3} d {:.3} | {:.2} img/s, {:.0} GFLOP/s", l.recon, l.x0_l1, l.lpips, l.g_adv, l.d_loss, ips, gflops));
         let (mut vp, mut vl) = (String::new(), String::new());
         if tr.state.step % cfg.val_every == 0 {
             let (p, lp) = tr.validate(&val_crops);
             (vp, vl) = (format!("{p:.3}"), format!("{lp:.4}"));
             bar.println(format!("step {}: validation PSNR {p:.2} dB, ST-LPIPS {lp:.4}", tr.state.step));
         }
-        writeln!(log, "{},{},{:.1},{:.3e},{},{},{},{},{:.3},{vp},{vl}", tr.state.step, tr.state.images_seen, tr.state.wall_s, tr.lr(), l.recon, l.lpips, l.g_adv, l.d_loss, ips)?;
+        let l1 = if with_l1 { format!(",{}", l.x0_l1) } else { String::new() };
+        writeln!(log, "{},{},{:.1},{:.3e},{},{},{},{},{:.3},{vp},{vl}{l1}", tr.state.step, tr.state.images_seen, tr.state.wall_s, tr.lr(), l.recon, l.lpips, l.g_adv, l.d_loss, ips)?;
         if window.1 >= 200 {
             window = (Instant::now(), 0);
         }
