@@ -182,6 +182,10 @@ fn train_rejects_bad_loss_weights_and_ema_decays() {
         (&["--x0-l1", "-0.5"][..], "--x0-l1 -0.5: expected a finite weight of 0 or more"),
         (&["--x0-l1", "NaN"][..], "--x0-l1 NaN: expected a finite weight of 0 or more"),
         (&["--x0-l1", "0.5", "--model", "vae"][..], "--x0-l1 0.5: only the epsvae model has a one-step estimate"),
+        (&["--decode-loss", "-1"][..], "--decode-loss -1: expected a finite weight of 0 or more"),
+        (&["--decode-loss", "inf"][..], "--decode-loss inf: expected a finite weight of 0 or more"),
+        (&["--decode-loss", "1", "--model", "vae"][..], "--decode-loss 1: only the epsvae model decodes from noise"),
+        (&["--decode-steps", "0"][..], "--decode-steps 0: expected 1 to 8 Euler steps"),
         (&["--ema", "1"][..], "--ema 1: expected a decay between 0 and 1"),
         (&["--ema", "0"][..], "--ema 0: expected a decay between 0 and 1"),
     ] {

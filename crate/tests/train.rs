@@ -187,6 +187,59 @@ fn x0_l1_term_is_the_estimates_pixel_error_and_changes_the_update() {
     assert!(moved, "the L1 term did not change the update");
 }
 
+/// The loss on the decode from noise (`decode_weight`, 0 = the paper's objective) scores what
+/// `epsvae eval` scores: before any update (EMA = weights), the trainer's decode (frozen steps,
+/// then the last one with gradients) is the sampler's output on the same latent and noise; off,
+/// the term is not computed; on, the step's other losses are the same and the update differs.
+#[test]
+fn decode_loss_scores_the_samplers_output_and_changes_the_update() {
+    let _serial = trainers();
+    use epsvae::flow::{self, Flow};
+    use epsvae::train::data::Corpus;
+    use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
+    use rand_chacha::rand_core::SeedableRng;
+    let corpus = Corpus::load(&synthetic_corpus("decode"), "train").unwrap();
+    let mut cfg = TrainConfig::new("tiny", ModelKind::Epsvae);
+    (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 0, 2);
+    let run = |name: &str| std::env::temp_dir().join(format!("epsvae-decode-{name}-{}", std::process::id()));
+
+    let dir = run("sampler");
+    let _ = std::fs::remove_dir_all(&dir);
+    let device = Device::flex();
+    let tr = Trainer::open(&dir, cfg.clone(), &lpips_path(), device.clone()).unwrap();
+    let x0 = corpus.batch(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3), 2, 32);
+    let shape = [2, 3, 32, 32];
+    let values = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let ours = values(tr.decode_from_noise_of(x0.clone(), 9).clamp(-1.0, 1.0));
+    let ema = tr.ema();
+    let z = ema.encode(Tensor::from_data(burn::tensor::TensorData::new(x0, shape), &device));
+    let noise = flow::noise_tensor(9, shape, &device) * tr.model_cfg.flow.temperature();
+    let reference = values(flow::sample(&Flow::new(&tr.model_cfg.flow), ema.decoder(), &z, noise, 3, |_| {}));
+    let worst = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "the trained decode differs from the sampler's by up to {worst}");
+    drop(tr);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut trained = vec![];
+    for w in [0.0, 1.0] {
+        let dir = run(&format!("w{w}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = cfg.clone();
+        c.decode_weight = w;
+        let mut tr = Trainer::open(&dir, c, &lpips_path(), Device::flex()).unwrap();
+        let l = tr.train_step(&corpus);
+        trained.push((l, epsvae::weights::collect_params(tr.ema())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ((off, w_off), (on, w_on)) = (&trained[0], &trained[1]);
+    eprintln!("off: {off:?}\non:  {on:?}");
+    assert_eq!((off.decode_l1, off.decode_lpips), (0.0, 0.0), "weight 0 must leave the term out");
+    assert!((off.recon - on.recon).abs() <= 1e-6 * off.recon && (off.lpips - on.lpips).abs() <= 1e-6 * off.lpips, "the paper's losses must not change");
+    assert!(on.decode_l1 > 0.0 && on.decode_lpips > 0.0, "{on:?}");
+    let moved = w_off.iter().zip(w_on).any(|((_, _, x), (_, _, y))| x.iter().zip(y).any(|(p, q)| p != q));
+    assert!(moved, "the decode loss did not change the update");
+}
+
 /// The libtorch backend (the `tch` feature, PyTorch's CPU kernels) trains the same Rust model as
 /// flex: from one checkpoint, two steps with every loss on (score or L1, ST-LPIPS, adversarial with
 /// R1) give the same losses and the same EMA weights. Only in builds with `tch`, which CI lacks (it

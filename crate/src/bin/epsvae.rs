@@ -127,6 +127,14 @@ enum Cmd {
         /// losses (0 is the paper's objective) [default: 0, or the run's].
         #[arg(long, allow_hyphen_values = true)]
         x0_l1: Option<f64>,
+        /// ε-VAE only: weight of L1 + ST-LPIPS on the actual decode from noise (the sampler's
+        /// last step backpropagated), added to the paper's losses (0 is the paper's objective)
+        /// [default: 0, or the run's].
+        #[arg(long, allow_hyphen_values = true)]
+        decode_loss: Option<f64>,
+        /// Euler steps of the decode that --decode-loss scores, 1 to 8 [default: 3, or the run's].
+        #[arg(long)]
+        decode_steps: Option<usize>,
         /// EMA decay of the generator's weights, in (0, 1) [default: 0.999, or the run's].
         #[arg(long)]
         ema: Option<f64>,
@@ -418,7 +426,7 @@ fn main() -> Result<()> {
             println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
         }
         #[cfg(feature = "train")]
-        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, x0_l1, ema, checkpoint_every, decay, rewarm, backend } => {
+        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, x0_l1, decode_loss, decode_steps, ema, checkpoint_every, decay, rewarm, backend } => {
             // A resumed run keeps the recipe in its train.json; flags given here override it.
             let saved = run.join("train.json");
             let mut cfg = if saved.exists() {
@@ -442,6 +450,21 @@ fn main() -> Result<()> {
                     bail!("--x0-l1 {w}: only the epsvae model has a one-step estimate x̂0 (the vae's L1 has weight 1)");
                 }
                 cfg.x0_l1_weight = w;
+            }
+            if let Some(w) = decode_loss {
+                if !(w.is_finite() && w >= 0.0) {
+                    bail!("--decode-loss {w}: expected a finite weight of 0 or more");
+                }
+                if cfg.model != epsvae::train::trainer::ModelKind::Epsvae && w > 0.0 {
+                    bail!("--decode-loss {w}: only the epsvae model decodes from noise (the vae decodes in one pass, scored by its L1 and ST-LPIPS)");
+                }
+                cfg.decode_weight = w;
+            }
+            if let Some(n) = decode_steps {
+                if !(1..=8).contains(&n) {
+                    bail!("--decode-steps {n}: expected 1 to 8 Euler steps");
+                }
+                cfg.decode_steps = n;
             }
             if let Some(d) = ema {
                 if !(d > 0.0 && d < 1.0) {

@@ -86,6 +86,18 @@ pub struct TrainConfig {
     /// invents less detail of its own; the VAE's L1 always has weight 1.
     #[serde(default)]
     pub x0_l1_weight: f64,
+    /// Weight of a loss on the ε-VAE's actual decode from noise *(choice: the paper has none; 0
+    /// is the paper's objective)*: each step also samples x̂ from x₁ = τ·ε over the model's grid
+    /// in `decode_steps` Euler steps, the first ones without gradients and the last one with them
+    /// (through decoder and encoder), and adds `decode_weight`·(L1 + `lpips_weight`·ST-LPIPS)
+    /// between x̂ and x0: the VAE's reconstruction terms, on what `epsvae eval` scores. The
+    /// paper's losses see x_t made from the real image; this one sees the states the sampler
+    /// itself reaches. τ is the model config's sampling temperature (1 when it has none).
+    #[serde(default)]
+    pub decode_weight: f64,
+    /// Euler steps of that decode (the card's evaluation: 3).
+    #[serde(default = "three")]
+    pub decode_steps: usize,
     /// Weight of the adversarial loss (paper: 0.5).
     pub adv_weight: f64,
     /// Step from which the adversarial loss is on *(choice: after the reconstruction settles)*.
@@ -106,6 +118,10 @@ pub struct TrainConfig {
 
 fn never() -> u64 {
     u64::MAX
+}
+
+fn three() -> usize {
+    3
 }
 
 impl TrainConfig {
@@ -144,6 +160,8 @@ impl TrainConfig {
             ema: 0.999,
             lpips_weight: 0.5,
             x0_l1_weight: 0.0,
+            decode_weight: 0.0,
+            decode_steps: 3,
             adv_weight: 0.5,
             adv_start: 3000,
             r1_weight: 10.0,
@@ -171,6 +189,9 @@ pub struct StepLosses {
     pub recon: f32,
     /// The ε-VAE's L1 on x̂0 (0 unless `x0_l1_weight` > 0).
     pub x0_l1: f32,
+    /// L1 and ST-LPIPS of the ε-VAE's decode from noise (0 unless `decode_weight` > 0).
+    pub decode_l1: f32,
+    pub decode_lpips: f32,
     pub lpips: f32,
     pub g_adv: f32,
     pub d_loss: f32,
@@ -378,14 +399,22 @@ impl Trainer {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
         let step_seed = self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.state.step.wrapping_mul(0xD1B5_4A32_D192_ED03);
         let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
+        let x0_host = (self.cfg.model == ModelKind::Epsvae && self.cfg.decode_weight > 0.0).then(|| x0.clone());
         let x0 = device_tensor(x0, [b, 3, s, s], &self.ad);
         let adv_on = self.adv_on();
         let z = self.generator.encode(x0.clone());
         let zs = z.dims();
         let u: Vec<f32> = (0..zs.iter().product::<usize>()).map(|_| ((2.0 * uniform(&mut rng) - 1.0) * self.cfg.latent_noise) as f32).collect();
-        let z = z + device_tensor(u, zs, &self.ad);
+        let z = z + device_tensor(u.clone(), zs, &self.ad);
         let mut out = StepLosses::default();
         let mut loss_extra: Option<Tensor<1>> = None;
+        if let Some(x0_host) = x0_host {
+            let decoded = self.decode_from_noise(x0_host, u, z.clone(), step_seed ^ 4);
+            let l1 = (decoded.clone() - x0.clone()).abs().mean();
+            let lp = self.lpips.forward(decoded, x0.clone()).mean();
+            (out.decode_l1, out.decode_lpips) = (scalar(l1.clone().detach()), scalar(lp.clone().detach()));
+            loss_extra = Some((l1 + lp * self.cfg.lpips_weight) * self.cfg.decode_weight);
+        }
 
         // Generator: reconstruction, perceptual and adversarial terms.
         let (recon, x_hat, cond) = match self.cfg.model {
@@ -399,7 +428,11 @@ impl Trainer {
                 if self.cfg.x0_l1_weight > 0.0 {
                     let l1 = (x_hat.clone() - x0.clone()).abs().mean();
                     out.x0_l1 = scalar(l1.clone().detach());
-                    loss_extra = Some(l1 * self.cfg.x0_l1_weight);
+                    let l1 = l1 * self.cfg.x0_l1_weight;
+                    loss_extra = Some(match loss_extra.take() {
+                        Some(e) => e + l1,
+                        None => l1,
+                    });
                 }
                 (mse, x_hat, Some((x_t.detach(), t * self.flow.time_scale)))
             }
@@ -443,6 +476,41 @@ impl Trainer {
         self.state.step += 1;
         self.state.images_seen += b as u64;
         out
+    }
+
+    /// The ε-VAE's decode of `x0_host` ([B, 3, S, S]) from the noise of `seed` (times the
+    /// temperature), as `epsvae eval` samples it over the model's grid in `decode_steps` steps:
+    /// the steps before the last run on a copy of the weights without gradients (from the same
+    /// latent, `u` being the latent noise that `z` has), the last one from that state with
+    /// gradients through `z` and the decoder. Returns the unclamped x̂0 of the last step, which
+    /// is the sampler's x₀/γ before its clamp to [−1, 1].
+    fn decode_from_noise(&self, x0_host: Vec<f32>, u: Vec<f32>, z: Tensor<4>, seed: u64) -> Tensor<4> {
+        let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
+        let shape = [b, 3, s, s];
+        let grid = flow::reversed_log_grid(self.cfg.decode_steps, self.flow.grid_base);
+        let frozen = self.generator.valid();
+        let z_frozen = frozen.encode(device_tensor(x0_host, shape, &self.inner)) + device_tensor(u, z.dims(), &self.inner);
+        let tau = self.model_cfg.flow.temperature();
+        let mut x = device_tensor(flow::gaussian_noise(seed, b * 3 * s * s), shape, &self.inner) * tau;
+        let last = grid.len() - 2;
+        for w in grid[..=last].windows(2) {
+            let t = Tensor::<1>::full([b], w[0], &self.inner);
+            let v = self.flow.velocity(frozen.decoder(), x.clone(), t, z_frozen.clone());
+            x = flow::euler_step(x, w[0], w[1], v);
+        }
+        let x = Tensor::<4>::from_data(x.into_data(), &self.ad);
+        let t = Tensor::<1>::full([b], grid[last], &self.ad);
+        let v = self.flow.velocity(self.generator.decoder(), x.clone(), t.clone(), z);
+        self.flow.x0_hat(x, t, v)
+    }
+
+    /// The decode that `decode_weight` scores, of a batch `x0` ([B, 3, S, S] host values)
+    /// without latent noise, from the current (not averaged) weights, on the autodiff device.
+    pub fn decode_from_noise_of(&self, x0: Vec<f32>, seed: u64) -> Tensor<4> {
+        let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
+        let z = self.generator.encode(device_tensor(x0.clone(), [b, 3, s, s], &self.ad));
+        let u = vec![0.0; z.dims().iter().product()];
+        self.decode_from_noise(x0, u, z, seed)
     }
 
     /// One step on a batch drawn from `corpus`; the crops depend only on (seed, step), so a
@@ -566,12 +634,13 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
     let fwd_plain = tr.forward_macs(false);
     let fwd_adv = tr.forward_macs(cfg.adv_weight > 0.0);
     let log_path = dir.join("log.csv");
-    // Logs begun before the x0_l1 column existed keep their columns.
+    // Columns were added at the end over time; a log keeps the columns its header was begun with.
+    const COLUMNS: &str = "step,images_seen,wall_s,lr,recon,lpips,g_adv,d_loss,img_per_s,val_psnr,val_lpips,x0_l1,decode_l1,decode_lpips";
     let header = std::fs::read_to_string(&log_path).ok().and_then(|s| s.lines().next().map(str::to_string));
-    let with_l1 = header.as_deref().is_none_or(|h| h.ends_with(",x0_l1"));
+    let columns = header.as_deref().map_or(COLUMNS.split(',').count(), |h| h.split(',').count());
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     if header.is_none() {
-        writeln!(log, "step,images_seen,wall_s,lr,recon,lpips,g_adv,d_loss,img_per_s,val_psnr,val_lpips,x0_l1")?;
+        writeln!(log, "{COLUMNS}")?;
     }
     let bar = indicatif::ProgressBar::new(cfg.steps);
     bar.set_style(
@@ -590,15 +659,26 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
         let ips = window.1 as f64 / window.0.elapsed().as_secs_f64();
         let gflops = ips / cfg.batch as f64 * fwd as f64 * 3.0 * 2.0 / 1e9;
         bar.set_position(tr.state.step);
-        bar.set_message(format!("recon {:.4} x0-l1 {:.4} lpips {:.3} adv {:.3} d {:.3} | {:.2} img/s, {:.0} GFLOP/s", l.recon, l.x0_l1, l.lpips, l.g_adv, l.d_loss, ips, gflops));
+        let mut extra = String::new();
+        if tr.cfg.x0_l1_weight > 0.0 {
+            extra += &format!(" x0-l1 {:.4}", l.x0_l1);
+        }
+        if tr.cfg.decode_weight > 0.0 {
+            extra += &format!(" decode l1 {:.4} lpips {:.3}", l.decode_l1, l.decode_lpips);
+        }
+        bar.set_message(format!("recon {:.4}{extra} lpips {:.3} adv {:.3} d {:.3} | {:.2} img/s, {:.0} GFLOP/s", l.recon, l.lpips, l.g_adv, l.d_loss, ips, gflops));
         let (mut vp, mut vl) = (String::new(), String::new());
         if tr.state.step % cfg.val_every == 0 {
             let (p, lp) = tr.validate(&val_crops);
             (vp, vl) = (format!("{p:.3}"), format!("{lp:.4}"));
             bar.println(format!("step {}: validation PSNR {p:.2} dB, ST-LPIPS {lp:.4}", tr.state.step));
         }
-        let l1 = if with_l1 { format!(",{}", l.x0_l1) } else { String::new() };
-        writeln!(log, "{},{},{:.1},{:.3e},{},{},{},{},{:.3},{vp},{vl}{l1}", tr.state.step, tr.state.images_seen, tr.state.wall_s, tr.lr(), l.recon, l.lpips, l.g_adv, l.d_loss, ips)?;
+        let row = [
+            tr.state.step.to_string(), tr.state.images_seen.to_string(), format!("{:.1}", tr.state.wall_s), format!("{:.3e}", tr.lr()),
+            l.recon.to_string(), l.lpips.to_string(), l.g_adv.to_string(), l.d_loss.to_string(), format!("{ips:.3}"), vp, vl,
+            l.x0_l1.to_string(), l.decode_l1.to_string(), l.decode_lpips.to_string(),
+        ];
+        writeln!(log, "{}", row[..columns.min(row.len())].join(","))?;
         if window.1 >= 200 {
             window = (Instant::now(), 0);
         }
