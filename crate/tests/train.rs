@@ -154,37 +154,49 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     }
 }
 
+/// One training step from fresh weights of the tiny ε-VAE on `corpus`, for each configuration
+/// in `configs` makes of the base one: the step's losses and the EMA weights after it.
+fn one_step_each(corpus: &epsvae::train::data::Corpus, name: &str, configs: &[&dyn Fn(&mut epsvae::train::trainer::TrainConfig)]) -> Vec<(epsvae::train::trainer::StepLosses, Vec<(String, Vec<usize>, Vec<f32>)>)> {
+    use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
+    let mut cfg = TrainConfig::new("tiny", ModelKind::Epsvae);
+    (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 0, 2);
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, set)| {
+            let dir = std::env::temp_dir().join(format!("epsvae-{name}-{i}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut c = cfg.clone();
+            set(&mut c);
+            let mut tr = Trainer::open(&dir, c, &lpips_path(), Device::flex()).unwrap();
+            let l = tr.train_step(corpus);
+            let out = (l, epsvae::weights::collect_params(tr.ema()));
+            let _ = std::fs::remove_dir_all(&dir);
+            out
+        })
+        .collect()
+}
+
+/// Whether any parameter differs between two weight lists.
+fn any_differs(a: &[(String, Vec<usize>, Vec<f32>)], b: &[(String, Vec<usize>, Vec<f32>)]) -> bool {
+    a.iter().zip(b).any(|((_, _, x), (_, _, y))| x.iter().zip(y).any(|(p, q)| p != q))
+}
+
 /// The ε-VAE's optional L1 on x̂0 (`x0_l1_weight`, 0 = the paper's objective): off, it is not
 /// computed and the step is the paper's; on, the same forward pass (same score and ST-LPIPS) gets
 /// an L1 that obeys |x̂0 − x0| = t·|v̂ − v|/γ ≤ |v̂ − v|/γ, and it changes the update.
 #[test]
 fn x0_l1_term_is_the_estimates_pixel_error_and_changes_the_update() {
     let _serial = trainers();
-    use epsvae::train::data::Corpus;
-    use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
-    let corpus = Corpus::load(&synthetic_corpus("x0l1"), "train").unwrap();
-    let mut cfg = TrainConfig::new("tiny", ModelKind::Epsvae);
-    (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 0, 2);
-    let run = |name: &str| std::env::temp_dir().join(format!("epsvae-x0l1-{name}-{}", std::process::id()));
-    let mut trained = vec![];
-    for w in [0.0, 1.0] {
-        let dir = run(&format!("w{w}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut c = cfg.clone();
-        c.x0_l1_weight = w;
-        let mut tr = Trainer::open(&dir, c, &lpips_path(), Device::flex()).unwrap();
-        let l = tr.train_step(&corpus);
-        trained.push((l, epsvae::weights::collect_params(tr.ema())));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    let corpus = epsvae::train::data::Corpus::load(&synthetic_corpus("x0l1"), "train").unwrap();
+    let trained = one_step_each(&corpus, "x0l1", &[&|c| c.x0_l1_weight = 0.0, &|c| c.x0_l1_weight = 1.0]);
     let ((off, w_off), (on, w_on)) = (&trained[0], &trained[1]);
     eprintln!("off: {off:?}\non:  {on:?}");
     assert_eq!(off.x0_l1, 0.0, "weight 0 must leave the term out");
     assert!((off.recon - on.recon).abs() <= 1e-6 * off.recon && (off.lpips - on.lpips).abs() <= 1e-6 * off.lpips, "the forward pass must not change");
     let gamma = epsvae::config::ModelConfig::preset("tiny").unwrap().flow.gamma as f32;
     assert!(on.x0_l1 > 0.0 && on.x0_l1 <= on.recon.sqrt() / gamma * 1.0001, "L1 {} against the bound sqrt(score {})/γ", on.x0_l1, on.recon);
-    let moved = w_off.iter().zip(w_on).any(|((_, _, x), (_, _, y))| x.iter().zip(y).any(|(p, q)| p != q));
-    assert!(moved, "the L1 term did not change the update");
+    assert!(any_differs(w_off, w_on), "the L1 term did not change the update");
 }
 
 /// The loss on the decode from noise (`decode_weight`, 0 = the paper's objective) scores what
@@ -220,24 +232,13 @@ fn decode_loss_scores_the_samplers_output_and_changes_the_update() {
     drop(tr);
     let _ = std::fs::remove_dir_all(&dir);
 
-    let mut trained = vec![];
-    for w in [0.0, 1.0] {
-        let dir = run(&format!("w{w}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut c = cfg.clone();
-        c.decode_weight = w;
-        let mut tr = Trainer::open(&dir, c, &lpips_path(), Device::flex()).unwrap();
-        let l = tr.train_step(&corpus);
-        trained.push((l, epsvae::weights::collect_params(tr.ema())));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    let trained = one_step_each(&corpus, "decode", &[&|c| c.decode_weight = 0.0, &|c| c.decode_weight = 1.0]);
     let ((off, w_off), (on, w_on)) = (&trained[0], &trained[1]);
     eprintln!("off: {off:?}\non:  {on:?}");
     assert_eq!((off.decode_l1, off.decode_lpips), (0.0, 0.0), "weight 0 must leave the term out");
     assert!((off.recon - on.recon).abs() <= 1e-6 * off.recon && (off.lpips - on.lpips).abs() <= 1e-6 * off.lpips, "the paper's losses must not change");
     assert!(on.decode_l1 > 0.0 && on.decode_lpips > 0.0, "{on:?}");
-    let moved = w_off.iter().zip(w_on).any(|((_, _, x), (_, _, y))| x.iter().zip(y).any(|(p, q)| p != q));
-    assert!(moved, "the decode loss did not change the update");
+    assert!(any_differs(w_off, w_on), "the decode loss did not change the update");
 }
 
 /// The libtorch backend (the `tch` feature, PyTorch's CPU kernels) trains the same Rust model as

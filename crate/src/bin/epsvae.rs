@@ -442,24 +442,18 @@ fn main() -> Result<()> {
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.val_every = val_every.unwrap_or(cfg.val_every);
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
-            if let Some(w) = x0_l1 {
-                if !(w.is_finite() && w >= 0.0) {
-                    bail!("--x0-l1 {w}: expected a finite weight of 0 or more");
+            // The ε-VAE's optional extra losses: a weight of 0 or more, and only on the epsvae model.
+            let eps_only = |flag: &str, w: Option<f64>, why: &str| -> Result<Option<f64>> {
+                match w {
+                    Some(w) if !(w.is_finite() && w >= 0.0) => bail!("{flag} {w}: expected a finite weight of 0 or more"),
+                    Some(w) if w > 0.0 && cfg.model != epsvae::train::trainer::ModelKind::Epsvae => bail!("{flag} {w}: {why}"),
+                    w => Ok(w),
                 }
-                if cfg.model != epsvae::train::trainer::ModelKind::Epsvae && w > 0.0 {
-                    bail!("--x0-l1 {w}: only the epsvae model has a one-step estimate x̂0 (the vae's L1 has weight 1)");
-                }
-                cfg.x0_l1_weight = w;
-            }
-            if let Some(w) = decode_loss {
-                if !(w.is_finite() && w >= 0.0) {
-                    bail!("--decode-loss {w}: expected a finite weight of 0 or more");
-                }
-                if cfg.model != epsvae::train::trainer::ModelKind::Epsvae && w > 0.0 {
-                    bail!("--decode-loss {w}: only the epsvae model decodes from noise (the vae decodes in one pass, scored by its L1 and ST-LPIPS)");
-                }
-                cfg.decode_weight = w;
-            }
+            };
+            let x0_l1 = eps_only("--x0-l1", x0_l1, "only the epsvae model has a one-step estimate x̂0 (the vae's L1 has weight 1)")?;
+            let decode_loss = eps_only("--decode-loss", decode_loss, "only the epsvae model decodes from noise (the vae decodes in one pass, scored by its L1 and ST-LPIPS)")?;
+            cfg.x0_l1_weight = x0_l1.unwrap_or(cfg.x0_l1_weight);
+            cfg.decode_weight = decode_loss.unwrap_or(cfg.decode_weight);
             if let Some(n) = decode_steps {
                 if !(1..=8).contains(&n) {
                     bail!("--decode-steps {n}: expected 1 to 8 Euler steps");
