@@ -399,21 +399,21 @@ impl Trainer {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
         let step_seed = self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.state.step.wrapping_mul(0xD1B5_4A32_D192_ED03);
         let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
-        let x0_host = (self.cfg.model == ModelKind::Epsvae && self.cfg.decode_weight > 0.0).then(|| x0.clone());
         let x0 = device_tensor(x0, [b, 3, s, s], &self.ad);
         let adv_on = self.adv_on();
         let z = self.generator.encode(x0.clone());
         let zs = z.dims();
         let u: Vec<f32> = (0..zs.iter().product::<usize>()).map(|_| ((2.0 * uniform(&mut rng) - 1.0) * self.cfg.latent_noise) as f32).collect();
-        let z = z + device_tensor(u.clone(), zs, &self.ad);
+        let z = z + device_tensor(u, zs, &self.ad);
         let mut out = StepLosses::default();
-        let mut loss_extra: Option<Tensor<1>> = None;
-        if let Some(x0_host) = x0_host {
-            let decoded = self.decode_from_noise(x0_host, u, z.clone(), step_seed ^ 4);
+        // The optional terms beyond the paper's objective, each already weighted.
+        let mut extra: Vec<Tensor<1>> = vec![];
+        if self.cfg.model == ModelKind::Epsvae && self.cfg.decode_weight > 0.0 {
+            let decoded = self.decode_from_noise(z.clone(), step_seed ^ 4);
             let l1 = (decoded.clone() - x0.clone()).abs().mean();
             let lp = self.lpips.forward(decoded, x0.clone()).mean();
             (out.decode_l1, out.decode_lpips) = (scalar(l1.clone().detach()), scalar(lp.clone().detach()));
-            loss_extra = Some((l1 + lp * self.cfg.lpips_weight) * self.cfg.decode_weight);
+            extra.push((l1 + lp * self.cfg.lpips_weight) * self.cfg.decode_weight);
         }
 
         // Generator: reconstruction, perceptual and adversarial terms.
@@ -428,11 +428,7 @@ impl Trainer {
                 if self.cfg.x0_l1_weight > 0.0 {
                     let l1 = (x_hat.clone() - x0.clone()).abs().mean();
                     out.x0_l1 = scalar(l1.clone().detach());
-                    let l1 = l1 * self.cfg.x0_l1_weight;
-                    loss_extra = Some(match loss_extra.take() {
-                        Some(e) => e + l1,
-                        None => l1,
-                    });
+                    extra.push(l1 * self.cfg.x0_l1_weight);
                 }
                 (mse, x_hat, Some((x_t.detach(), t * self.flow.time_scale)))
             }
@@ -443,8 +439,8 @@ impl Trainer {
         };
         let lp = self.lpips.forward(x_hat.clone(), x0.clone()).mean();
         let mut loss = recon.clone() + lp.clone() * self.cfg.lpips_weight;
-        if let Some(extra) = loss_extra {
-            loss = loss + extra;
+        for term in extra {
+            loss = loss + term;
         }
         if adv_on {
             let g_adv = generator_loss(self.disc.forward(x_hat.clone(), cond.clone()));
@@ -478,28 +474,24 @@ impl Trainer {
         out
     }
 
-    /// The ε-VAE's decode of `x0_host` ([B, 3, S, S]) from the noise of `seed` (times the
-    /// temperature), as `epsvae eval` samples it over the model's grid in `decode_steps` steps:
-    /// the steps before the last run on a copy of the weights without gradients (from the same
-    /// latent, `u` being the latent noise that `z` has), the last one from that state with
-    /// gradients through `z` and the decoder. Returns the unclamped x̂0 of the last step, which
-    /// is the sampler's x₀/γ before its clamp to [−1, 1].
-    fn decode_from_noise(&self, x0_host: Vec<f32>, u: Vec<f32>, z: Tensor<4>, seed: u64) -> Tensor<4> {
+    /// The ε-VAE's decode of the latent `z` from the noise of `seed` (times the temperature), as
+    /// `epsvae eval` samples it: the sampler's steps before the last run on a copy of the weights
+    /// without gradients, the last one from the state they reach with gradients through `z` and
+    /// the decoder. Returns the unclamped x̂0 of the last step, which is the sampler's x₀/γ before
+    /// its clamp to [−1, 1].
+    fn decode_from_noise(&self, z: Tensor<4>, seed: u64) -> Tensor<4> {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        let shape = [b, 3, s, s];
-        let grid = flow::reversed_log_grid(self.cfg.decode_steps, self.flow.grid_base);
         let frozen = self.generator.valid();
-        let z_frozen = frozen.encode(device_tensor(x0_host, shape, &self.inner)) + device_tensor(u, z.dims(), &self.inner);
-        let tau = self.model_cfg.flow.temperature();
-        let mut x = device_tensor(flow::gaussian_noise(seed, b * 3 * s * s), shape, &self.inner) * tau;
-        let last = grid.len() - 2;
-        for w in grid[..=last].windows(2) {
-            let t = Tensor::<1>::full([b], w[0], &self.inner);
-            let v = self.flow.velocity(frozen.decoder(), x.clone(), t, z_frozen.clone());
-            x = flow::euler_step(x, w[0], w[1], v);
+        let z_frozen = Tensor::<4>::from_data(z.clone().detach().into_data(), &self.inner);
+        let noise = flow::noise_tensor(seed, [b, 3, s, s], &self.inner) * self.model_cfg.flow.temperature();
+        let mut sampler = flow::Sampler::new(self.flow.clone(), noise.clone(), self.cfg.decode_steps);
+        let (mut x, mut t) = (noise, 1.0);
+        for _ in 1..self.cfg.decode_steps {
+            let frame = sampler.step(frozen.decoder(), &z_frozen).expect("a step within the grid");
+            (x, t) = (frame.x_next, frame.t_next);
         }
         let x = Tensor::<4>::from_data(x.into_data(), &self.ad);
-        let t = Tensor::<1>::full([b], grid[last], &self.ad);
+        let t = Tensor::<1>::full([b], t, &self.ad);
         let v = self.flow.velocity(self.generator.decoder(), x.clone(), t.clone(), z);
         self.flow.x0_hat(x, t, v)
     }
@@ -508,9 +500,7 @@ impl Trainer {
     /// without latent noise, from the current (not averaged) weights, on the autodiff device.
     pub fn decode_from_noise_of(&self, x0: Vec<f32>, seed: u64) -> Tensor<4> {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        let z = self.generator.encode(device_tensor(x0.clone(), [b, 3, s, s], &self.ad));
-        let u = vec![0.0; z.dims().iter().product()];
-        self.decode_from_noise(x0, u, z, seed)
+        self.decode_from_noise(self.generator.encode(device_tensor(x0, [b, 3, s, s], &self.ad)), seed)
     }
 
     /// One step on a batch drawn from `corpus`; the crops depend only on (seed, step), so a
