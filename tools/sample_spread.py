@@ -11,7 +11,7 @@ matches within 1e-3.) It centre-crops each photo of --data (with --tune: every 9
 order from the 5th, the card's tuning set of training photos) to --size² with PIL's Lanczos (the
 crate's resampler is another Lanczos, so figures differ from `epsvae eval`'s by a few hundredths
 of a dB), decodes every crop with `epsvae reconstruct` for seeds 0..K-1 at 3 steps (the weight
-file's temperature) and once with the VAE baseline, and scores the 8-bit PNGs as the crate does
+file's temperature unless --temperature) and once with the VAE baseline, and scores the 8-bit PNGs as the crate does
 (PSNR on bytes, averaged over images). Then:
 
 - the spread: the mean squared deviation of the K decodes from their per-pixel mean, and the share
@@ -42,6 +42,7 @@ ap.add_argument("--size", type=int, default=256)
 ap.add_argument("--seeds", type=int, default=8)
 ap.add_argument("--weights", default="weights/epsvae-small.safetensors")
 ap.add_argument("--baseline-weights", default="weights/vae-small.safetensors")
+ap.add_argument("--temperature", help="sampling temperature τ (default: the weight file's own)")
 ap.add_argument("--sigmas", default="1,2,4,8,16")
 ap.add_argument("--out", default="target/spread", type=Path)
 a = ap.parse_args()
@@ -78,6 +79,8 @@ def run(job):
         return
     cmd = [a.bin, "reconstruct", str(crops / f"{name}.png"), str(out), "--seed", str(seed), "--steps", "3",
            "--backend", a.backend, "--weights", a.weights]
+    if a.temperature:
+        cmd += ["--temperature", a.temperature]
     if seed == 0:
         cmd += ["--baseline", str(vae), "--baseline-weights", a.baseline_weights]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
