@@ -51,6 +51,8 @@ if K < 2:
     sys.exit(f"sample_spread.py: --seeds {K}: expected at least 2 (the spread needs two decodes)")
 sigmas = [float(s) for s in a.sigmas.split(",")]
 
+if not Path(a.data).is_dir():
+    sys.exit(f"sample_spread.py: --data {a.data}: not a folder of photos")
 files = sorted(p for p in Path(a.data).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
 if a.tune:
     files = files[4::9]
