@@ -112,6 +112,7 @@ rows = {}  # name -> lists of per-decode (PSNR, ST-LPIPS, MSE)
 def score(key, x, gt):
     e = mse(x, gt)
     rows.setdefault(key, []).append((10 * np.log10(1 / e), lpips(x, gt), e))
+    return e
 spread, coarse = [], {s: [] for s in sigmas}
 per_image = []  # (MSE of the K-seed mean, spread) of each photo
 kk_list = sorted({2, K})
@@ -122,16 +123,17 @@ for name in names:
     m = sum(xs) / K
     for x in xs:
         score(f"ε-VAE 3 steps, one decode (mean over {K} seeds)", x, gt)
-    score(f"ε-VAE, mean image of {K} seeds", m, gt)
+    mean_err = score(f"ε-VAE, mean image of {K} seeds", m, gt)
     for kk in kk_list:
         mk = sum(xs[:kk]) / kk
         for s in sigmas:
             for x in xs[:kk]:
                 score(f"low band of the {kk}-seed mean, σ = {s:g} px", x - blur(x - mk, s), gt)
-    per_image.append((mse(m, gt), float(np.mean([((x - m) ** 2).mean().item() for x in xs]))))
-    for x in xs:
-        d = x - m
-        spread.append((d ** 2).mean().item())
+    ds = [x - m for x in xs]
+    own = [(d ** 2).mean().item() for d in ds]
+    spread += own
+    per_image.append((mean_err, float(np.mean(own))))
+    for d in ds:
         for s in sigmas:
             coarse[s].append((blur(d, s) ** 2).mean().item())
     print(f"{name}", file=sys.stderr)
