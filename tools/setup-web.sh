@@ -3,14 +3,15 @@
 # version in Cargo.lock, npm's binaryen and playwright-core, Debian's Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tools/timed.sh
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 want=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')
 if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$want" ]; then
-  cargo install wasm-bindgen-cli --version "$want"
+  timed "cargo install wasm-bindgen-cli" cargo install wasm-bindgen-cli --version "$want"
 fi
-[ -d node_modules/binaryen ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+[ -d node_modules/binaryen ] && [ -d node_modules/playwright-core ] || timed "npm ci" npm ci --no-audit --no-fund
 if ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  timed "apt-get update" $SUDO apt-get update -qq
+  timed "apt-get install chromium" env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi

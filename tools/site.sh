@@ -14,7 +14,7 @@ rm -rf "$out" && mkdir -p "$out"
 for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
   IFS=: read -r name profile features <<< "$variant"
   dir="$out/$name"
-  cargo build --lib --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
+  timed "cargo build $name ($profile)" cargo build --lib --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
   wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$profile/epsvae.wasm"
   mkdir -p "$dir"
   wasm-bindgen --target web --no-typescript --out-dir "$dir" "$wasm"
@@ -24,7 +24,7 @@ for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
   opt="target/wasm-opt/$key.wasm"
   if [ ! -s "$opt" ]; then
     mkdir -p target/wasm-opt
-    node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    timed "wasm-opt $name" node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
       "$dir/epsvae_bg.wasm" -o "$opt.tmp"
     mv "$opt.tmp" "$opt"
   fi

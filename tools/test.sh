@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 source tools/setup.sh
 # The flex-vs-wgpu parity test must not skip itself: lavapipe is installed above.
 export EPSVAE_REQUIRE_WGPU=1
-cargo test --workspace 2>&1
-bash tools/site.sh target/site
-node --test --test-concurrency=1 tests/browser.test.mjs 2>&1
+start=$SECONDS
+timed "cargo test build" cargo test --workspace --no-run 2>&1
+timed "cargo test run" cargo test --workspace 2>&1
+timed "site build" bash tools/site.sh target/site
+timed "browser tests" node --test --test-concurrency=1 tests/browser.test.mjs 2>&1
+echo "time: tools/test.sh took $((SECONDS - start)) s after set-up"
