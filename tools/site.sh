@@ -11,6 +11,9 @@ rm -rf "$out" && mkdir -p "$out"
 # Two modules: pkg/ (WebGPU) and pkg-cpu/ (burn's flex CPU backend), which the page loads when
 # the browser offers no working WebGPU adapter or the person asks for the CPU.
 # Each has its own cargo profile (size for the WebGPU one, speed for the CPU one; Cargo.toml).
+# wasm-opt is single-threaded and takes minutes, so each module's runs in the background while the
+# next one compiles; the script waits for them (and fails with them) before copying the page.
+pids=()
 for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
   IFS=: read -r name profile features <<< "$variant"
   dir="$out/$name"
@@ -18,18 +21,24 @@ for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
   wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$profile/epsvae.wasm"
   mkdir -p "$dir"
   wasm-bindgen --target web --no-typescript --out-dir "$dir" "$wasm"
-  # npm's binaryen (Debian's wasm-opt 108 breaks the module at init; PLATFORM.md). It takes minutes,
-  # so its output is kept in target/wasm-opt/ under the hash of its input.
+  # npm's binaryen (Debian's wasm-opt 108 breaks the module at init; PLATFORM.md). Its output is
+  # kept in target/wasm-opt/ under the hash of its input.
   key=$(sha256sum "$dir/epsvae_bg.wasm" | cut -c1-16)
   opt="target/wasm-opt/$key.wasm"
-  if [ ! -s "$opt" ]; then
-    mkdir -p target/wasm-opt
+  if [ -s "$opt" ]; then
+    cp "$opt" "$dir/epsvae_bg.wasm"
+    continue
+  fi
+  mkdir -p target/wasm-opt
+  (
     timed "wasm-opt $name" node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
       "$dir/epsvae_bg.wasm" -o "$opt.tmp"
     mv "$opt.tmp" "$opt"
-  fi
-  cp "$opt" "$dir/epsvae_bg.wasm"
+    cp "$opt" "$dir/epsvae_bg.wasm"
+  ) &
+  pids+=($!)
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
 cp -r www/index.html www/app.js www/worker.js www/style.css www/samples "$out/"
 mkdir -p "$out/weights"
 cp weights/manifest.json weights/*.safetensors "$out/weights/"

@@ -4,5 +4,6 @@ timed() {
   local label=$1 start=$SECONDS
   shift
   "$@"
-  echo "time: $label took $((SECONDS - start)) s"
+  # On stderr, so that a command whose output is thrown away still reports its time.
+  echo "time: $label took $((SECONDS - start)) s" >&2
 }
