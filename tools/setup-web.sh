@@ -3,7 +3,7 @@
 # version in Cargo.lock, npm's binaryen and playwright-core, Debian's Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tools/timed.sh
+source tools/lib.sh
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 want=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')
 if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$want" ]; then
@@ -11,7 +11,5 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$want" ]; then
 fi
 [ -d node_modules/binaryen ] && [ -d node_modules/playwright-core ] || timed "npm ci" npm ci --no-audit --no-fund
 if ! command -v chromium >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  timed "apt-get update" $SUDO apt-get update -qq
-  timed "apt-get install chromium" env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  apt_install chromium
 fi

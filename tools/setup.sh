@@ -3,16 +3,14 @@
 # Idempotent: each step is skipped when its tool is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tools/timed.sh
+source tools/lib.sh
 
 apt_pkgs=()
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || apt_pkgs+=(mesa-vulkan-drivers)
 [ -e /usr/lib/x86_64-linux-gnu/libvulkan.so.1 ] || apt_pkgs+=(libvulkan1)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "setup: apt-get install ${apt_pkgs[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  timed "apt-get update" $SUDO apt-get update -qq
-  timed "apt-get install ${apt_pkgs[*]}" env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+  apt_install "${apt_pkgs[@]}"
 fi
 # lavapipe complains about XDG_RUNTIME_DIR when it is unset; any existing folder silences it.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
