@@ -131,6 +131,9 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         }
         b.checkpoint().unwrap();
         drop(b);
+        // The run folder holds the numbered checkpoint and no empty legacy `ckpt` folder beside it.
+        assert!(resumed.join("ckpt-2/state.json").exists());
+        assert!(!resumed.join("ckpt").exists(), "{kind:?}: opening a run created an empty ckpt folder");
         // The optimiser file keeps Adam's second moment only (β1 = 0: the first is never read).
         let optim = burn_pack::Reader::from_file(resumed.join("ckpt-2/optim_g.bin")).unwrap().into_tensors().unwrap();
         assert!(optim.iter().any(|t| t.name.ends_with(".moment_2")));

@@ -352,7 +352,7 @@ impl Trainer {
             preset
         };
         let ad = inner.clone().autodiff();
-        std::fs::create_dir_all(dir.join("ckpt")).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let paths = Paths { dir: dir.to_path_buf() };
         let cfg_path = dir.join("train.json");
         if cfg_path.exists() {
