@@ -602,6 +602,33 @@ impl Trainer {
     }
 }
 
+/// Drops the rows of a run's `log.csv` for steps after `step`, the step its checkpoint holds.
+/// A process that ends between checkpoints (killed, or its session over) has logged steps that its
+/// resumption trains again; without this the log would hold those steps twice. Returns how many
+/// rows were dropped; a missing log is left missing.
+pub fn trim_log(path: &Path, step: u64) -> Result<usize> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(0) };
+    let mut lines = text.lines();
+    let mut kept: Vec<&str> = lines.next().into_iter().collect();
+    let mut dropped = 0;
+    for line in lines {
+        let first = line.split(',').next().unwrap_or("");
+        let row_step: u64 = first.parse().with_context(|| format!("{}: a row's step is {first:?}, expected a whole number", path.display()))?;
+        if row_step <= step {
+            kept.push(line);
+        } else {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        let tmp = path.with_extension("csv.tmp");
+        std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        std::fs::rename(&tmp, path)?;
+        eprintln!("{}: dropped {dropped} of its rows, logged after step {step}, the checkpoint's step (they are trained again)", path.display());
+    }
+    Ok(dropped)
+}
+
 /// Runs training until `cfg.steps`, Ctrl-C, or `max_seconds`; checkpoints on the way and at the end.
 pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_seconds: Option<u64>, device: Device) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -626,6 +653,7 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
     let log_path = dir.join("log.csv");
     // Columns were added at the end over time; a log keeps the columns its header was begun with.
     const COLUMNS: &str = "step,images_seen,wall_s,lr,recon,lpips,g_adv,d_loss,img_per_s,val_psnr,val_lpips,x0_l1,decode_l1,decode_lpips";
+    trim_log(&log_path, tr.state.step)?;
     let header = std::fs::read_to_string(&log_path).ok().and_then(|s| s.lines().next().map(str::to_string));
     let columns = header.as_deref().map_or(COLUMNS.split(',').count(), |h| h.split(',').count());
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
