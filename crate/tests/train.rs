@@ -159,22 +159,23 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
 
 #[test]
 fn resuming_drops_the_log_rows_of_steps_after_the_checkpoint() {
-    use epsvae::train::trainer::trim_log;
+    use epsvae::train::trainer::{trim_log, TrimmedLog};
+    let header = || Some("step,images_seen,recon,val_psnr,val_lpips".to_string());
     let dir = std::env::temp_dir().join(format!("epsvae-trim-log-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("log.csv");
     let _ = std::fs::remove_file(&log);
     // No log yet (a fresh run): nothing to do, and none is created.
-    assert_eq!(trim_log(&log, 3).unwrap(), 0);
+    assert_eq!(trim_log(&log, 3).unwrap(), TrimmedLog { header: None, dropped: 0 });
     assert!(!log.exists());
     // A process killed at step 5 whose last checkpoint holds step 3: steps 4 and 5 are trained again.
     let rows: String = (1..=5).map(|s| format!("{s},{},0.5,,\n", 2 * s)).collect();
     std::fs::write(&log, format!("step,images_seen,recon,val_psnr,val_lpips\n{rows}")).unwrap();
-    assert_eq!(trim_log(&log, 3).unwrap(), 2);
+    assert_eq!(trim_log(&log, 3).unwrap(), TrimmedLog { header: header(), dropped: 2 });
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "step,images_seen,recon,val_psnr,val_lpips\n1,2,0.5,,\n2,4,0.5,,\n3,6,0.5,,\n");
     // Resuming at or after the last row changes nothing.
-    assert_eq!(trim_log(&log, 3).unwrap(), 0);
-    assert_eq!(trim_log(&log, 9).unwrap(), 0);
+    assert_eq!(trim_log(&log, 3).unwrap(), TrimmedLog { header: header(), dropped: 0 });
+    assert_eq!(trim_log(&log, 9).unwrap(), TrimmedLog { header: header(), dropped: 0 });
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 4);
     // A row whose step is not a number is refused, naming it, and the file is left as it was.
     std::fs::write(&log, "step,recon\n1,0.5\nx7,0.4\n").unwrap();

@@ -604,12 +604,13 @@ impl Trainer {
 
 /// Drops the rows of a run's `log.csv` for steps after `step`, the step its checkpoint holds.
 /// A process that ends between checkpoints (killed, or its session over) has logged steps that its
-/// resumption trains again; without this the log would hold those steps twice. Returns how many
-/// rows were dropped; a missing log is left missing.
-pub fn trim_log(path: &Path, step: u64) -> Result<usize> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(0) };
+/// resumption trains again; without this the log would hold those steps twice. A missing log is
+/// left missing.
+pub fn trim_log(path: &Path, step: u64) -> Result<TrimmedLog> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(TrimmedLog { header: None, dropped: 0 }) };
     let mut lines = text.lines();
-    let mut kept: Vec<&str> = lines.next().into_iter().collect();
+    let header = lines.next().map(str::to_string);
+    let mut kept: Vec<&str> = header.as_deref().into_iter().collect();
     let mut dropped = 0;
     for line in lines {
         let first = line.split(',').next().unwrap_or("");
@@ -626,7 +627,15 @@ pub fn trim_log(path: &Path, step: u64) -> Result<usize> {
         std::fs::rename(&tmp, path)?;
         eprintln!("{}: dropped {dropped} of its rows, logged after step {step}, the checkpoint's step (they are trained again)", path.display());
     }
-    Ok(dropped)
+    Ok(TrimmedLog { header, dropped })
+}
+
+/// What [`trim_log`] found: the log's header line (`None` when there is no log or it is empty) and
+/// how many rows it dropped.
+#[derive(Debug, PartialEq)]
+pub struct TrimmedLog {
+    pub header: Option<String>,
+    pub dropped: usize,
 }
 
 /// Runs training until `cfg.steps`, Ctrl-C, or `max_seconds`; checkpoints on the way and at the end.
@@ -653,8 +662,7 @@ pub fn run(dir: &Path, cfg: TrainConfig, data: &Path, lpips_path: &Path, max_sec
     let log_path = dir.join("log.csv");
     // Columns were added at the end over time; a log keeps the columns its header was begun with.
     const COLUMNS: &str = "step,images_seen,wall_s,lr,recon,lpips,g_adv,d_loss,img_per_s,val_psnr,val_lpips,x0_l1,decode_l1,decode_lpips";
-    trim_log(&log_path, tr.state.step)?;
-    let header = std::fs::read_to_string(&log_path).ok().and_then(|s| s.lines().next().map(str::to_string));
+    let header = trim_log(&log_path, tr.state.step)?.header;
     let columns = header.as_deref().map_or(COLUMNS.split(',').count(), |h| h.split(',').count());
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     if header.is_none() {
