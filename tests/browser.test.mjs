@@ -83,10 +83,11 @@ async function decodeFile(page, file) {
   return page.evaluate(() => ({ rgba: Array.from(window.epsvae.final.x0_hat), w: window.epsvae.final.width, h: window.epsvae.final.height, frames: window.epsvae.frames.length }));
 }
 
-function cliReference(file, steps = 3, seed = 0, temperature = null) {
-  const out = join(scratch, `ref-${steps}-${seed}-${temperature}.png`);
+function cliReference(file, steps = 3, seed = 0, temperature = null, preset = "small") {
+  const out = join(scratch, `ref-${steps}-${seed}-${temperature}-${preset}.png`);
   const temp = temperature === null ? [] : ["--temperature", String(temperature)];
-  execFileSync(cli, ["reconstruct", file, out, "--steps", String(steps), "--seed", String(seed), ...temp, "--weights", join(site, "weights", JSON.parse(readFileSync(join(site, "weights/manifest.json"))).find((e) => e.parts.includes("decoder")).file)], { stdio: "pipe" });
+  const entry = JSON.parse(readFileSync(join(site, "weights/manifest.json"))).find((e) => e.preset === preset && e.parts.includes("decoder"));
+  execFileSync(cli, ["reconstruct", file, out, "--steps", String(steps), "--seed", String(seed), ...temp, "--weights", join(site, "weights", entry.file)], { stdio: "pipe" });
   return out;
 }
 
@@ -305,6 +306,30 @@ test("the page explains what it shows: weights, latent size, compression", { tim
     const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json")));
     const withBaseline = manifest.some((e) => e.parts.includes("baseline"));
     assert.equal(await page.$$eval("#metrics tbody tr", (r) => r.length), withBaseline ? 2 : 1, "ε-VAE (and VAE baseline) metrics");
+  } finally {
+    await b.close();
+  }
+});
+
+test("?preset=small-f8 loads the f = 8 pair, decodes as the CLI does, and an unknown preset is named", { timeout: TIMEOUT }, async () => {
+  const b = await browser(false);
+  try {
+    const { page, requests } = await open(b, "?backend=cpu&preset=small-f8");
+    await ready(page);
+    assert.match(await page.$eval("#weights-note", (e) => e.textContent), /^Weights: small-f8 preset, int8, /);
+    assert.equal(await page.$eval("#preset", (e) => e.value), "small-f8");
+    const got = await decodeFile(page, input);
+    // 96×80 at f = 8: 4 channels of 12×10.
+    assert.match(await page.$eval("#cap-latent", (e) => e.textContent), /4 channels of 12×10; 480 values for 23040 image bytes \(48:1\)/);
+    const want = await pngPixels(page, cliReference(input, 3, 0, null, "small-f8"));
+    const d = maxDiff(got.rgba, want.rgba);
+    assert.ok(d <= 2, `max difference ${d}/255 from the CLI`);
+    const weights = requests.filter((u) => u.endsWith(".safetensors")).map((u) => u.split("/").pop()).sort();
+    assert.deepEqual(weights, ["epsvae-small-f8.safetensors", "vae-small-f8.safetensors"]);
+    const bad = await open(b, "?backend=cpu&preset=f3");
+    await bad.page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    const err = await bad.page.$eval("#error", (e) => e.textContent);
+    assert.match(err, /\?preset=f3: .*expected one of .*small.*small-f8/);
   } finally {
     await b.close();
   }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn epsvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_epsvae")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_epsvae"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -14,7 +17,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn sample() -> PathBuf {
@@ -31,12 +38,30 @@ fn reconstruct_writes_the_image_every_frame_and_timings() {
     let base = d.join("vae.png");
     let frames = d.join("frames");
     let o = epsvae(&[
-        "reconstruct", sample().to_str().unwrap(), out.to_str().unwrap(), "--steps", "2", "--size", "70x45",
-        "--weights", w.to_str().unwrap(), "--frames", frames.to_str().unwrap(), "--baseline", base.to_str().unwrap(),
+        "reconstruct",
+        sample().to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--size",
+        "70x45",
+        "--weights",
+        w.to_str().unwrap(),
+        "--frames",
+        frames.to_str().unwrap(),
+        "--baseline",
+        base.to_str().unwrap(),
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
-    for stage in ["load ", "encode 70x45", "step 1/2", "step 2/2", "baseline decode", "total"] {
+    for stage in [
+        "load ",
+        "encode 70x45",
+        "step 1/2",
+        "step 2/2",
+        "baseline decode",
+        "total",
+    ] {
         assert!(log.contains(stage), "missing timing {stage:?} in:\n{log}");
     }
     // Sizes that are not multiples of f come back at their own size.
@@ -48,10 +73,22 @@ fn reconstruct_writes_the_image_every_frame_and_timings() {
 
 #[test]
 fn inspect_reports_counts_costs_and_hash() {
-    let o = epsvae(&["inspect", Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/epsvae-small.safetensors").to_str().unwrap()]);
+    let o = epsvae(&[
+        "inspect",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../weights/epsvae-small.safetensors")
+            .to_str()
+            .unwrap(),
+    ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
-    for key in ["preset      small", "storage     int8", "sha256", "GMAC per step at 256x256", "f, n_z      16, 8"] {
+    for key in [
+        "preset      small",
+        "storage     int8",
+        "sha256",
+        "GMAC per step at 256x256",
+        "f, n_z      16, 8",
+    ] {
         assert!(log.contains(key), "missing {key:?} in:\n{log}");
     }
 }
@@ -60,7 +97,11 @@ fn inspect_reports_counts_costs_and_hash() {
 fn quantize_makes_smaller_valid_files() {
     let d = scratch("quant");
     let w = d.join("f32.safetensors");
-    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"]).status.success());
+    assert!(
+        epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"])
+            .status
+            .success()
+    );
     let mut sizes = vec![std::fs::metadata(&w).unwrap().len()];
     for to in ["f16", "int8"] {
         let q = d.join(format!("{to}.safetensors"));
@@ -77,15 +118,35 @@ fn quantize_makes_smaller_valid_files() {
 fn temperature_from_the_flag_or_the_file_header_gives_the_same_decode() {
     let d = scratch("temp");
     let w = d.join("f32.safetensors");
-    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "4"]).status.success());
+    assert!(
+        epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "4"])
+            .status
+            .success()
+    );
     // A copy whose header makes τ = 0.5 its default.
     let cool = d.join("cool.safetensors");
-    let o = epsvae(&["quantize", w.to_str().unwrap(), cool.to_str().unwrap(), "--to", "f32", "--temperature", "0.5"]);
+    let o = epsvae(&[
+        "quantize",
+        w.to_str().unwrap(),
+        cool.to_str().unwrap(),
+        "--to",
+        "f32",
+        "--temperature",
+        "0.5",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let decode = |weights: &Path, extra: &[&str], name: &str| {
         let out = d.join(name);
         let input = sample();
-        let mut args = vec!["reconstruct", input.to_str().unwrap(), out.to_str().unwrap(), "--size", "48x32", "--weights", weights.to_str().unwrap()];
+        let mut args = vec![
+            "reconstruct",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--size",
+            "48x32",
+            "--weights",
+            weights.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let o = epsvae(&args);
         assert!(o.status.success(), "{}", text(&o));
@@ -94,13 +155,44 @@ fn temperature_from_the_flag_or_the_file_header_gives_the_same_decode() {
     let paper = decode(&w, &[], "paper.png");
     let flag = decode(&w, &["--temperature", "0.5"], "flag.png");
     let file = decode(&cool, &[], "file.png");
-    assert_eq!(flag, file, "--temperature 0.5 and a file whose default is 0.5 decode alike");
+    assert_eq!(
+        flag, file,
+        "--temperature 0.5 and a file whose default is 0.5 decode alike"
+    );
     assert_ne!(paper, flag, "τ = 0.5 decodes differently from τ = 1");
-    assert_eq!(decode(&cool, &["--temperature", "1"], "back.png"), paper, "the flag overrides the file's default");
-    for bad in [["quantize", w.to_str().unwrap(), d.join("x.safetensors").to_str().unwrap(), "--to", "f32", "--temperature", "3"].as_slice(),
-                ["reconstruct", sample().to_str().unwrap(), d.join("x.png").to_str().unwrap(), "--weights", w.to_str().unwrap(), "--temperature", "3"].as_slice()] {
+    assert_eq!(
+        decode(&cool, &["--temperature", "1"], "back.png"),
+        paper,
+        "the flag overrides the file's default"
+    );
+    for bad in [
+        [
+            "quantize",
+            w.to_str().unwrap(),
+            d.join("x.safetensors").to_str().unwrap(),
+            "--to",
+            "f32",
+            "--temperature",
+            "3",
+        ]
+        .as_slice(),
+        [
+            "reconstruct",
+            sample().to_str().unwrap(),
+            d.join("x.png").to_str().unwrap(),
+            "--weights",
+            w.to_str().unwrap(),
+            "--temperature",
+            "3",
+        ]
+        .as_slice(),
+    ] {
         let o = epsvae(bad);
-        assert!(!o.status.success() && text(&o).contains("--temperature 3: expected a number in [0, 2]"), "{}", text(&o));
+        assert!(
+            !o.status.success() && text(&o).contains("--temperature 3: expected a number in [0, 2]"),
+            "{}",
+            text(&o)
+        );
     }
 }
 
@@ -111,27 +203,61 @@ fn reconstruct_decodes_the_baseline_from_its_own_file() {
     // for retrained weights.
     let d = scratch("rec-vae");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (eps, vae) = (root.join("weights/epsvae-small.safetensors"), root.join("weights/vae-small.safetensors"));
+    let (eps, vae) = (
+        root.join("weights/epsvae-small.safetensors"),
+        root.join("weights/vae-small.safetensors"),
+    );
     let (out, base) = (d.join("out.png"), d.join("vae.png"));
     let o = epsvae(&[
-        "reconstruct", sample().to_str().unwrap(), out.to_str().unwrap(), "--size", "96x64", "--steps", "1",
-        "--weights", eps.to_str().unwrap(), "--baseline", base.to_str().unwrap(), "--baseline-weights", vae.to_str().unwrap(),
+        "reconstruct",
+        sample().to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--size",
+        "96x64",
+        "--steps",
+        "1",
+        "--weights",
+        eps.to_str().unwrap(),
+        "--baseline",
+        base.to_str().unwrap(),
+        "--baseline-weights",
+        vae.to_str().unwrap(),
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
-    let line = log.lines().find(|l| l.starts_with("baseline decode")).unwrap_or_else(|| panic!("no baseline line in:\n{log}"));
-    let db: f64 = line.split("PSNR ").nth(1).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("baseline decode"))
+        .unwrap_or_else(|| panic!("no baseline line in:\n{log}"));
+    let db: f64 = line
+        .split("PSNR ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
     assert!(db > 18.0, "the VAE baseline reconstructs at only {db} dB: {line}");
     assert_eq!(image::open(&base).unwrap().width(), 96);
 
     // A baseline file without a baseline decoder fails before anything is decoded or written.
     let out2 = d.join("out2.png");
     let o = epsvae(&[
-        "reconstruct", sample().to_str().unwrap(), out2.to_str().unwrap(), "--size", "96x64",
-        "--weights", eps.to_str().unwrap(), "--baseline", base.to_str().unwrap(), "--baseline-weights", eps.to_str().unwrap(),
+        "reconstruct",
+        sample().to_str().unwrap(),
+        out2.to_str().unwrap(),
+        "--size",
+        "96x64",
+        "--weights",
+        eps.to_str().unwrap(),
+        "--baseline",
+        base.to_str().unwrap(),
+        "--baseline-weights",
+        eps.to_str().unwrap(),
     ]);
     let log = text(&o);
-    assert!(!o.status.success() && log.contains("--baseline-weights") && log.contains("has no baseline decoder"), "{log}");
+    assert!(
+        !o.status.success() && log.contains("--baseline-weights") && log.contains("has no baseline decoder"),
+        "{log}"
+    );
     assert!(!out2.exists() && !log.contains("step 1/"), "{log}");
 }
 
@@ -141,21 +267,47 @@ fn bad_inputs_fail_with_a_clear_message() {
     let not_image = d.join("notes.png");
     std::fs::write(&not_image, b"these are notes, not pixels").unwrap();
     let w = d.join("tiny.safetensors");
-    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"]).status.success());
-    let o = epsvae(&["reconstruct", not_image.to_str().unwrap(), d.join("o.png").to_str().unwrap(), "--weights", w.to_str().unwrap()]);
+    assert!(
+        epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"])
+            .status
+            .success()
+    );
+    let o = epsvae(&[
+        "reconstruct",
+        not_image.to_str().unwrap(),
+        d.join("o.png").to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("could not decode the image"), "{}", text(&o));
 
     let bytes = std::fs::read(&w).unwrap();
     let cut = d.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let o = epsvae(&["reconstruct", sample().to_str().unwrap(), d.join("o.png").to_str().unwrap(), "--weights", cut.to_str().unwrap()]);
+    let o = epsvae(&[
+        "reconstruct",
+        sample().to_str().unwrap(),
+        d.join("o.png").to_str().unwrap(),
+        "--weights",
+        cut.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("truncated"), "{}", text(&o));
 
     let o = epsvae(&["reconstruct", sample().to_str().unwrap(), "o.png", "--size", "0x10"]);
-    assert!(!o.status.success() && text(&o).contains("width and height must be integers in 1..=8192"), "{}", text(&o));
-    let o = epsvae(&["reconstruct", sample().to_str().unwrap(), "o.png", "--weights", "/nonexistent.safetensors"]);
+    assert!(
+        !o.status.success() && text(&o).contains("width and height must be integers in 1..=8192"),
+        "{}",
+        text(&o)
+    );
+    let o = epsvae(&[
+        "reconstruct",
+        sample().to_str().unwrap(),
+        "o.png",
+        "--weights",
+        "/nonexistent.safetensors",
+    ]);
     assert!(!o.status.success() && text(&o).contains("HINT"), "{}", text(&o));
 }
 
@@ -165,12 +317,25 @@ fn train_rejects_a_bad_or_exhausted_learning_rate_schedule() {
     let run = scratch("decay").join("run");
     let run = run.to_str().unwrap();
     let o = epsvae(&["train", "--run", run, "--steps", "10", "--decay", "5:3"]);
-    assert!(!o.status.success() && text(&o).contains("decay \"5:3\" is not START:END"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("decay \"5:3\" is not START:END"),
+        "{}",
+        text(&o)
+    );
     let o = epsvae(&["train", "--run", run, "--steps", "10", "--rewarm", "7"]);
-    assert!(!o.status.success() && text(&o).contains("rewarm \"7\" is not START:END"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("rewarm \"7\" is not START:END"),
+        "{}",
+        text(&o)
+    );
     // Training past the decay's end would run at rate 0: refused before any data is read.
     let o = epsvae(&["train", "--run", run, "--steps", "10", "--decay", "2:5"]);
-    assert!(!o.status.success() && text(&o).contains("--steps 10 goes past the end of the run's learning-rate decay (rate 0 from step 5)"), "{}", text(&o));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("--steps 10 goes past the end of the run's learning-rate decay (rate 0 from step 5)"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[cfg(feature = "train")]
@@ -179,20 +344,44 @@ fn train_rejects_bad_loss_weights_and_ema_decays() {
     let run = scratch("x0l1").join("run");
     let run = run.to_str().unwrap();
     for (args, want) in [
-        (&["--x0-l1", "-0.5"][..], "--x0-l1 -0.5: expected a finite weight of 0 or more"),
-        (&["--x0-l1", "NaN"][..], "--x0-l1 NaN: expected a finite weight of 0 or more"),
-        (&["--x0-l1", "0.5", "--model", "vae"][..], "--x0-l1 0.5: only the epsvae model has a one-step estimate"),
-        (&["--decode-loss", "-1"][..], "--decode-loss -1: expected a finite weight of 0 or more"),
-        (&["--decode-loss", "inf"][..], "--decode-loss inf: expected a finite weight of 0 or more"),
-        (&["--decode-loss", "1", "--model", "vae"][..], "--decode-loss 1: only the epsvae model decodes from noise"),
-        (&["--decode-steps", "0"][..], "--decode-steps 0: expected 1 to 8 Euler steps"),
+        (
+            &["--x0-l1", "-0.5"][..],
+            "--x0-l1 -0.5: expected a finite weight of 0 or more",
+        ),
+        (
+            &["--x0-l1", "NaN"][..],
+            "--x0-l1 NaN: expected a finite weight of 0 or more",
+        ),
+        (
+            &["--x0-l1", "0.5", "--model", "vae"][..],
+            "--x0-l1 0.5: only the epsvae model has a one-step estimate",
+        ),
+        (
+            &["--decode-loss", "-1"][..],
+            "--decode-loss -1: expected a finite weight of 0 or more",
+        ),
+        (
+            &["--decode-loss", "inf"][..],
+            "--decode-loss inf: expected a finite weight of 0 or more",
+        ),
+        (
+            &["--decode-loss", "1", "--model", "vae"][..],
+            "--decode-loss 1: only the epsvae model decodes from noise",
+        ),
+        (
+            &["--decode-steps", "0"][..],
+            "--decode-steps 0: expected 1 to 8 Euler steps",
+        ),
         (&["--ema", "1"][..], "--ema 1: expected a decay between 0 and 1"),
         (&["--ema", "0"][..], "--ema 0: expected a decay between 0 and 1"),
     ] {
         let o = epsvae(&[&["train", "--run", run, "--steps", "10"][..], args].concat());
         assert!(!o.status.success() && text(&o).contains(want), "{args:?}: {}", text(&o));
     }
-    assert!(!std::path::Path::new(run).exists(), "a refused run must not create its folder");
+    assert!(
+        !std::path::Path::new(run).exists(),
+        "a refused run must not create its folder"
+    );
 }
 
 #[cfg(feature = "train")]
@@ -200,7 +389,11 @@ fn train_rejects_bad_loss_weights_and_ema_decays() {
 fn eval_scores_both_decoders_per_grid_and_the_mean_of_seeds() {
     let d = scratch("eval");
     let w = d.join("tiny.safetensors");
-    assert!(epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "5"]).status.success());
+    assert!(
+        epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny", "--seed", "5"])
+            .status
+            .success()
+    );
     let photos = d.join("photos");
     std::fs::create_dir_all(&photos).unwrap();
     for name in ["storm.jpg", "citrus.jpg"] {
@@ -209,14 +402,40 @@ fn eval_scores_both_decoders_per_grid_and_the_mean_of_seeds() {
     std::fs::write(photos.join("notes.txt"), b"not an image: skipped by extension").unwrap();
     let lpips = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/lpips/alex_shift_tolerant.pth");
     let json = d.join("rows.json");
-    let (w, p, l, j) = (w.to_str().unwrap(), photos.to_str().unwrap(), lpips.to_str().unwrap(), json.to_str().unwrap());
+    let (w, p, l, j) = (
+        w.to_str().unwrap(),
+        photos.to_str().unwrap(),
+        lpips.to_str().unwrap(),
+        json.to_str().unwrap(),
+    );
     let o = epsvae(&[
-        "eval", "--data", p, "--size", "32", "--steps", "1,2", "--seeds", "2", "--grid-base", "1,100", "--weights", w,
-        "--baseline", w, "--lpips", l, "--json", j,
+        "eval",
+        "--data",
+        p,
+        "--size",
+        "32",
+        "--steps",
+        "1,2",
+        "--seeds",
+        "2",
+        "--grid-base",
+        "1,100",
+        "--weights",
+        w,
+        "--baseline",
+        w,
+        "--lpips",
+        l,
+        "--json",
+        j,
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
-    for row in ["| VAE |", "| ε-VAE 2 steps, grid n = 1 |", "| ε-VAE 2 steps, grid n = 100, mean image of 2 seeds |"] {
+    for row in [
+        "| VAE |",
+        "| ε-VAE 2 steps, grid n = 1 |",
+        "| ε-VAE 2 steps, grid n = 100, mean image of 2 seeds |",
+    ] {
         assert!(log.contains(row), "missing {row:?} in:\n{log}");
     }
     let rows: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -224,17 +443,53 @@ fn eval_scores_both_decoders_per_grid_and_the_mean_of_seeds() {
     assert_eq!(rows.len(), 1 + 2 * 2 * 2, "{rows:#?}");
     for r in &rows {
         assert_eq!(r["images"], 2, "{r}");
-        let (psnr, ssim, lp) = (r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap(), r["st_lpips"].as_f64().unwrap());
-        assert!(psnr.is_finite() && psnr > 0.0 && (-1.0..=1.0).contains(&ssim) && lp >= 0.0, "{r}");
+        let (psnr, ssim, lp) = (
+            r["psnr"].as_f64().unwrap(),
+            r["ssim"].as_f64().unwrap(),
+            r["st_lpips"].as_f64().unwrap(),
+        );
+        assert!(
+            psnr.is_finite() && psnr > 0.0 && (-1.0..=1.0).contains(&ssim) && lp >= 0.0,
+            "{r}"
+        );
     }
-    let find = |name: &str| rows.iter().find(|r| r["decoder"] == name).unwrap_or_else(|| panic!("no row {name:?}"));
+    let find = |name: &str| {
+        rows.iter()
+            .find(|r| r["decoder"] == name)
+            .unwrap_or_else(|| panic!("no row {name:?}"))
+    };
     // One step runs from t = 1 to 0 whatever the base; two steps do not.
-    assert_eq!(find("ε-VAE 1 step, grid n = 1")["psnr"], find("ε-VAE 1 step, grid n = 100")["psnr"]);
-    assert_ne!(find("ε-VAE 2 steps, grid n = 1")["psnr"], find("ε-VAE 2 steps, grid n = 100")["psnr"]);
-    assert_eq!(find("ε-VAE 2 steps, grid n = 1, mean image of 2 seeds")["seed_mean"], true);
+    assert_eq!(
+        find("ε-VAE 1 step, grid n = 1")["psnr"],
+        find("ε-VAE 1 step, grid n = 100")["psnr"]
+    );
+    assert_ne!(
+        find("ε-VAE 2 steps, grid n = 1")["psnr"],
+        find("ε-VAE 2 steps, grid n = 100")["psnr"]
+    );
+    assert_eq!(
+        find("ε-VAE 2 steps, grid n = 1, mean image of 2 seeds")["seed_mean"],
+        true
+    );
 
-    let o = epsvae(&["eval", "--data", p, "--size", "32", "--weights", w, "--lpips", l, "--grid-base", "0.5"]);
-    assert!(!o.status.success() && text(&o).contains("grid base 0.5: expected a number ≥ 1"), "{}", text(&o));
+    let o = epsvae(&[
+        "eval",
+        "--data",
+        p,
+        "--size",
+        "32",
+        "--weights",
+        w,
+        "--lpips",
+        l,
+        "--grid-base",
+        "0.5",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("grid base 0.5: expected a number ≥ 1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -245,9 +500,18 @@ fn the_server_serves_only_the_site_with_browser_mime_types() {
     std::fs::create_dir_all(root.join("pkg")).unwrap();
     std::fs::write(root.join("pkg/m.wasm"), [0, 97, 115, 109]).unwrap();
     std::fs::write(root.parent().unwrap().join("secret.txt"), "outside").unwrap();
-    assert_eq!(resolve(&root, "/").unwrap(), root.join("index.html").canonicalize().unwrap());
+    assert_eq!(
+        resolve(&root, "/").unwrap(),
+        root.join("index.html").canonicalize().unwrap()
+    );
     assert!(resolve(&root, "/pkg/m.wasm?v=1#x").is_some());
-    for bad in ["/../secret.txt", "/pkg/../../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/missing.js"] {
+    for bad in [
+        "/../secret.txt",
+        "/pkg/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/missing.js",
+    ] {
         assert!(resolve(&root, bad).is_none(), "{bad} must not be served");
     }
     assert_eq!(mime(std::path::Path::new("a.wasm")), "application/wasm");

@@ -315,8 +315,8 @@ def make_step(model, cfg, batch, crop, adversarial):
             real = disc(x0, cond)
             fake = disc(x_hat.detach(), cond)
             shifted = disc(x0 + 0.01 * torch.randn_like(x0), cond)
-            r1 = ((shifted - real).reshape(x0.shape[0], -1).sum(1) ** 2).mean() / 0.01**2
-            d_loss = F.softplus(-real).mean() + F.softplus(fake).mean() + 5.0 * r1
+            r1 = ((shifted - real) ** 2).mean() / 0.01**2  # as disc.rs: per patch, averaged
+            d_loss = F.softplus(-real).mean() + F.softplus(fake).mean() + 0.005 * r1
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()

@@ -11,13 +11,25 @@
 # Extra flags for `epsvae train` (e.g. --adv-start N) go in EPSVAE_TRAIN_ARGS; a run folder keeps
 # its recipe in train.json, so they are only needed to change it. EPSVAE_RUN_SUFFIX=-c128 trains
 # checkpoints/epsvae-small-c128 and checkpoints/vae-small-c128 instead (another pair of runs).
+# EPSVAE_PRESET=small-f8 trains checkpoints/epsvae-small-f8 and checkpoints/vae-small-f8 (the
+# preset is passed to every chunk); EPSVAE_INIT_FROM=DIR starts new run folders from
+# DIR/epsvae-small.safetensors and DIR/vae-small.safetensors (`train --init-from`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total=${1:?usage: bash tools/train.sh STEPS [CHUNK]}
 chunk=${2:-200}
 backend=${EPSVAE_BACKEND:-tch}
-ea=epsvae-small${EPSVAE_RUN_SUFFIX:-} va=vae-small${EPSVAE_RUN_SUFFIX:-}
-[ -d "checkpoints/$ea" ] && [ -d "checkpoints/$va" ] || { echo "train.sh: no run folders checkpoints/$ea and checkpoints/$va" >&2; exit 2; }
+preset=${EPSVAE_PRESET:-small}
+ea=epsvae-$preset${EPSVAE_RUN_SUFFIX:-} va=vae-$preset${EPSVAE_RUN_SUFFIX:-}
+init_a= init_b=
+if [ -n "${EPSVAE_INIT_FROM:-}" ]; then
+  for f in "$EPSVAE_INIT_FROM/epsvae-small.safetensors" "$EPSVAE_INIT_FROM/vae-small.safetensors"; do
+    [ -f "$f" ] || { echo "train.sh: EPSVAE_INIT_FROM=$EPSVAE_INIT_FROM has no $f" >&2; exit 2; }
+  done
+  init_a="--init-from $EPSVAE_INIT_FROM/epsvae-small.safetensors" init_b="--init-from $EPSVAE_INIT_FROM/vae-small.safetensors"
+  mkdir -p "checkpoints/$ea" "checkpoints/$va"
+fi
+[ -d "checkpoints/$ea" ] && [ -d "checkpoints/$va" ] || { echo "train.sh: no run folders checkpoints/$ea and checkpoints/$va (EPSVAE_INIT_FROM starts new ones)" >&2; exit 2; }
 # One train.sh at a time: a second one would train the same run folders from its own copy of the
 # state, both appending to the same log.csv (this happened once, by a mistaken relaunch). The lock
 # is held by the training processes too, so it lasts until they end even if this script is killed.
@@ -36,7 +48,10 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAYON_NUM_THREADS=1
 rm -f checkpoints/STOP
 # The newest checkpoint of a run: ckpt-<step> with the highest step, else ckpt (the older layout).
 latest() { ls -d "checkpoints/$1"/ckpt-* 2>/dev/null | sort -V | tail -n 1 | grep . || echo "checkpoints/$1/ckpt"; }
-step_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$(latest "$1")/state.json"; }
+step_of() {
+  local s; s="$(latest "$1")/state.json"
+  if [ -f "$s" ]; then python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$s"; else echo 0; fi
+}
 # Each chunk resumes the previous chunk's checkpoint and leaves it (a process never deletes a
 # checkpoint it found); remove those superseded ones here unless git tracks them.
 prune() {
@@ -53,10 +68,10 @@ while :; do
   next=$(( cur + chunk < total ? cur + chunk : total ))
   echo "train.sh: epsvae at $a, vae at $b -> both to $next ($(date +%T))"
   # shellcheck disable=SC2086
-  "$bin" train --run "checkpoints/$ea" --model epsvae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > "checkpoints/$ea/train.out" 2>&1 &
+  "$bin" train --run "checkpoints/$ea" --preset "$preset" --model epsvae --steps "$next" --backend "$backend" $init_a ${EPSVAE_TRAIN_ARGS:-} > "checkpoints/$ea/train.out" 2>&1 &
   pa=$!
   # shellcheck disable=SC2086
-  "$bin" train --run "checkpoints/$va" --model vae --steps "$next" --backend "$backend" ${EPSVAE_TRAIN_ARGS:-} > "checkpoints/$va/train.out" 2>&1 &
+  "$bin" train --run "checkpoints/$va" --preset "$preset" --model vae --steps "$next" --backend "$backend" $init_b ${EPSVAE_TRAIN_ARGS:-} > "checkpoints/$va/train.out" 2>&1 &
   pb=$!
   wait "$pa" || { echo "train.sh: the epsvae run failed:"; tail -n 5 "checkpoints/$ea/train.out"; exit 1; }
   wait "$pb" || { echo "train.sh: the vae run failed:"; tail -n 5 "checkpoints/$va/train.out"; exit 1; }

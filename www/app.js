@@ -5,6 +5,8 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_SIDE = Math.max(32, Math.min(2048, parseInt(params.get("max") || "512", 10) || 512));
 if (params.get("embed") === "1") document.body.classList.add("embed");
+// Which operating point: the manifest's entries of this preset are loaded (?preset=small-f8).
+const PRESET = params.get("preset") || "small";
 
 // ---- worker RPC ------------------------------------------------------------------------------
 let worker = null;
@@ -143,9 +145,14 @@ async function loadWeights() {
   if (!res.ok) throw new Error(`weights/manifest.json: HTTP ${res.status}`);
   const manifest = await res.json();
   state.manifest = manifest;
-  const eps = manifest.find((e) => e.parts.includes("decoder"));
-  if (!eps) throw new Error("weights/manifest.json lists no file with an ε-decoder");
-  const vae = manifest.find((e) => e !== eps && e.parts.includes("baseline"));
+  const presets = [...new Set(manifest.map((e) => e.preset))];
+  if (!presets.includes(PRESET)) {
+    throw new Error(`?preset=${JSON.stringify(PRESET).slice(1, -1)}: weights/manifest.json has no such model; expected one of ${presets.join(", ")}`);
+  }
+  const mine = manifest.filter((e) => e.preset === PRESET);
+  const eps = mine.find((e) => e.parts.includes("decoder"));
+  if (!eps) throw new Error(`weights/manifest.json lists no ${PRESET} file with an ε-decoder`);
+  const vae = mine.find((e) => e !== eps && e.parts.includes("baseline"));
   state.manifestTotal = eps.bytes + (vae ? vae.bytes : 0);
   loadState.t0 = performance.now();
   const jobs = [call("load", 0, `weights/${eps.file}`, eps.sha256, eps.bytes)];
@@ -434,6 +441,15 @@ $("scrub").addEventListener("input", (e) => showFrame(parseInt(e.target.value, 1
 $("copy-link").addEventListener("click", () => guarded(copyLink));
 $("clear-cache").addEventListener("click", () => guarded(async () => { await call("clearCache"); setStatus("cached weights cleared; they download again on the next visit"); }));
 $("backend").addEventListener("change", (e) => guarded(() => boot(e.target.value)));
+$("preset").value = PRESET;
+// Another model is another pair of files and another latent shape: reload with it in the query
+// (links carry the query, so a link opens the model its latent came from).
+$("preset").addEventListener("change", (e) => {
+  const q = new URLSearchParams(location.search);
+  if (e.target.value === "small") q.delete("preset");
+  else q.set("preset", e.target.value);
+  location.search = q.toString();
+});
 
 async function samples() {
   const credits = await (await fetch("samples/credits.json")).json();

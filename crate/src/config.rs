@@ -143,7 +143,8 @@ pub fn is_temperature(tau: f64) -> bool {
 /// What is wrong with a temperature, if anything: "τ: expected …", for the caller to prefix with
 /// the name the person gave it (`--temperature`, `flow.temperature = `, …).
 pub fn temperature_error(tau: Option<f64>) -> Option<String> {
-    tau.filter(|t| !is_temperature(*t)).map(|t| format!("{t}: expected a number in [0, 2] (1 is the paper's sampler)"))
+    tau.filter(|t| !is_temperature(*t))
+        .map(|t| format!("{t}: expected a number in [0, 2] (1 is the paper's sampler)"))
 }
 
 /// How the latent is bounded *(choice)*: `tanh` keeps every value in (−1, 1), so the 8-bit
@@ -173,13 +174,14 @@ impl ModelConfig {
         match name {
             "lite" => Some(Self::lite()),
             "small" => Some(Self::small()),
+            "small-f8" => Some(Self::small_f8()),
             "tiny" => Some(Self::tiny()),
             _ => None,
         }
     }
 
     /// Names accepted by [`ModelConfig::preset`].
-    pub const PRESETS: [&'static str; 3] = ["lite", "small", "tiny"];
+    pub const PRESETS: [&'static str; 4] = ["lite", "small", "small-f8", "tiny"];
 
     /// The paper's lite encoder (6 M params, f = 16, n_z = 8) with decoder B (20.6 M params,
     /// base 64, mult 1,1,2,2,4, 2 blocks, attention at the 3 lowest resolutions). Kept for
@@ -203,13 +205,33 @@ impl ModelConfig {
         Self {
             preset: "small".into(),
             encoder: EncoderConfig::new(2, 32, vec![1, 2, 4, 4], 1, 1, 8).with_norm_groups(8),
-            decoder: DecoderConfig::new(8, 2, 24, vec![1, 2, 3, 6], 1, vec![3])
-                .with_norm_groups(8),
+            decoder: DecoderConfig::new(8, 2, 24, vec![1, 2, 3, 6], 1, vec![3]).with_norm_groups(8),
             baseline: BaselineConfig::new(8, 2, 24, vec![1, 2, 3, 8], 3, 2).with_norm_groups(8),
             // Preconditioned since the second training run: the first (unpreconditioned) run
             // still left visible noise after 23k images; see weights/README.md.
             flow: FlowConfig::new().with_precondition(Some(true)),
             latent: LatentConfig::new(),
+        }
+    }
+
+    /// The `small` model at f = 8, n_z = 4 (48:1, the setting of SD-VAE and TAESD): the encoder
+    /// without its last level, the ε-decoder unchanged (its UNet still reaches H/16, so images
+    /// are padded to multiples of 16, see [`ModelConfig::alignment`]), and a baseline that keeps
+    /// the `small` baseline's three lowest-resolution levels (192, 72, 48 wide) one octave higher.
+    /// Every part but the latent-facing convolutions has a `small` counterpart of the same shape,
+    /// so `train --init-from` starts it from the `small` weights *(choice)*.
+    pub fn small_f8() -> Self {
+        let small = Self::small();
+        Self {
+            preset: "small-f8".into(),
+            encoder: EncoderConfig::new(2, 32, vec![1, 2, 4], 1, 1, 4).with_norm_groups(8),
+            decoder: DecoderConfig {
+                latent_channels: 4,
+                ..small.decoder
+            },
+            baseline: BaselineConfig::new(4, 2, 24, vec![2, 3, 8], 3, 2).with_norm_groups(8),
+            flow: small.flow,
+            latent: small.latent,
         }
     }
 
@@ -232,8 +254,98 @@ impl ModelConfig {
         self.encoder.downsample_factor()
     }
 
+    /// The multiple of which image sides must be (images are mirror-padded to it): the latent's f,
+    /// or more where the ε-decoder's UNet reaches a lower resolution than the latent (`small-f8`).
+    pub fn alignment(&self) -> usize {
+        let f = self.downsample_factor();
+        let f_dec = self.decoder.stem_unshuffle << (self.decoder.channel_mult.len() - 1);
+        let gcd = |mut a: usize, mut b: usize| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        f / gcd(f, f_dec) * f_dec
+    }
+
+    /// Bounds on every field the networks divide, shift, index or allocate by, checked before any
+    /// of them is used, so a crafted weight-file header gets a named error instead of a panic or a
+    /// huge allocation. The bounds are far above every preset (`lite` is the largest).
+    fn check_bounds(&self) -> Result<(), String> {
+        let within = |name: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} = {v} must lie in {lo}..={hi}"))
+            }
+        };
+        let (e, d, b) = (&self.encoder, &self.decoder, &self.baseline);
+        for (what, ch, r, base, mult, blocks, groups, n_z) in [
+            (
+                "encoder",
+                e.in_channels,
+                e.stem_unshuffle,
+                e.base_channels,
+                &e.channel_mult,
+                e.blocks_per_level,
+                e.norm_groups,
+                e.latent_channels,
+            ),
+            (
+                "decoder",
+                d.image_channels,
+                d.stem_unshuffle,
+                d.base_channels,
+                &d.channel_mult,
+                d.blocks_per_level,
+                d.norm_groups,
+                d.latent_channels,
+            ),
+            (
+                "baseline",
+                b.image_channels,
+                b.stem_unshuffle,
+                b.base_channels,
+                &b.channel_mult,
+                b.blocks_per_level,
+                b.norm_groups,
+                b.latent_channels,
+            ),
+        ] {
+            within(&format!("{what}.image channels"), ch, 3, 3)?;
+            within(&format!("{what}.stem_unshuffle"), r, 1, 4)?;
+            within(&format!("{what}.base_channels"), base, 1, 512)?;
+            within(&format!("{what}.channel_mult length"), mult.len(), 1, 6)?;
+            for m in mult.iter() {
+                within(&format!("{what}.channel_mult entry"), *m, 1, 16)?;
+            }
+            within(&format!("{what}.blocks_per_level"), blocks, 0, 8)?;
+            within(&format!("{what}.norm_groups"), groups, 1, 64)?;
+            within(&format!("{what}.latent_channels"), n_z, 1, 64)?;
+        }
+        within("encoder.mid_blocks", e.mid_blocks, 0, 8)?;
+        within("baseline.mid_blocks", b.mid_blocks, 0, 8)?;
+        within("decoder.head_channels", d.head_channels, 1, 1024)?;
+        within("decoder.time_embed_mult", d.time_embed_mult, 1, 8)?;
+        if d.base_channels % 2 != 0 {
+            return Err(format!(
+                "decoder.base_channels = {} must be even (the sinusoidal time embedding has a sine and a cosine half)",
+                d.base_channels
+            ));
+        }
+        let f = &self.flow;
+        if !(f.sigma_data.is_finite() && f.sigma_data > 0.0 && f.sigma_data <= 10.0) {
+            return Err(format!("flow.sigma_data = {} must lie in (0, 10]", f.sigma_data));
+        }
+        if !(f.time_scale.is_finite() && f.time_scale > 0.0 && f.time_scale <= 1e6) {
+            return Err(format!("flow.time_scale = {} must lie in (0, 1e6]", f.time_scale));
+        }
+        Ok(())
+    }
+
     /// Checks that the parts fit together; the message names the field and the values.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_bounds()?;
         let n_z = self.encoder.latent_channels;
         if self.decoder.latent_channels != n_z || self.baseline.latent_channels != n_z {
             return Err(format!(
@@ -242,20 +354,37 @@ impl ModelConfig {
             ));
         }
         let f = self.downsample_factor();
-        let f_dec = self.decoder.stem_unshuffle << (self.decoder.channel_mult.len() - 1);
-        if f_dec > f {
+        let r_dec = self.decoder.stem_unshuffle;
+        if r_dec == 0 || f % r_dec != 0 {
             return Err(format!(
-                "decoder's lowest resolution H/{f_dec} is below the latent's H/{f}"
+                "decoder.stem_unshuffle = {r_dec} must divide the latent's f = {f} (z is upsampled to H/{r_dec})"
             ));
         }
         let f_base = self.baseline.stem_unshuffle << (self.baseline.channel_mult.len() - 1);
         if f_base != f {
-            return Err(format!("baseline upsamples by {f_base}, the encoder downsamples by {f}"));
+            return Err(format!(
+                "baseline upsamples by {f_base}, the encoder downsamples by {f}"
+            ));
         }
         for (what, base, mult, groups) in [
-            ("encoder", self.encoder.base_channels, &self.encoder.channel_mult, self.encoder.norm_groups),
-            ("decoder", self.decoder.base_channels, &self.decoder.channel_mult, self.decoder.norm_groups),
-            ("baseline", self.baseline.base_channels, &self.baseline.channel_mult, self.baseline.norm_groups),
+            (
+                "encoder",
+                self.encoder.base_channels,
+                &self.encoder.channel_mult,
+                self.encoder.norm_groups,
+            ),
+            (
+                "decoder",
+                self.decoder.base_channels,
+                &self.decoder.channel_mult,
+                self.decoder.norm_groups,
+            ),
+            (
+                "baseline",
+                self.baseline.base_channels,
+                &self.baseline.channel_mult,
+                self.baseline.norm_groups,
+            ),
         ] {
             if mult.is_empty() {
                 return Err(format!("{what}.channel_mult is empty"));
@@ -267,20 +396,33 @@ impl ModelConfig {
                 ));
             }
         }
-        if let Some(l) = self.decoder.attention_levels.iter().find(|l| **l >= self.decoder.channel_mult.len()) {
-            return Err(format!("decoder.attention_levels names level {l}, the decoder has {}", self.decoder.channel_mult.len()));
+        if let Some(l) = self
+            .decoder
+            .attention_levels
+            .iter()
+            .find(|l| **l >= self.decoder.channel_mult.len())
+        {
+            return Err(format!(
+                "decoder.attention_levels names level {l}, the decoder has {}",
+                self.decoder.channel_mult.len()
+            ));
         }
         if !(0.0..=1.0).contains(&self.flow.gamma) || self.flow.gamma == 0.0 {
             return Err(format!("flow.gamma = {} must lie in (0, 1]", self.flow.gamma));
         }
         if let Some(n) = self.flow.grid_base.filter(|n| !is_grid_base(*n)) {
-            return Err(format!("flow.grid_base = {n} must be a finite number ≥ 1 (the paper's is 100)"));
+            return Err(format!(
+                "flow.grid_base = {n} must be a finite number ≥ 1 (the paper's is 100)"
+            ));
         }
         if let Some(e) = temperature_error(self.flow.temperature) {
             return Err(format!("flow.temperature = {e}"));
         }
         if !(2..=8).contains(&self.latent.link_bits) {
-            return Err(format!("latent.link_bits = {} must lie in 2..=8", self.latent.link_bits));
+            return Err(format!(
+                "latent.link_bits = {} must lie in 2..=8",
+                self.latent.link_bits
+            ));
         }
         Ok(())
     }

@@ -24,7 +24,13 @@ pub struct Flow {
 
 impl Flow {
     pub fn new(cfg: &FlowConfig) -> Self {
-        Self { gamma: cfg.gamma, sigma_data: cfg.sigma_data, time_scale: cfg.time_scale, precondition: cfg.precondition == Some(true), grid_base: cfg.grid_base() }
+        Self {
+            gamma: cfg.gamma,
+            sigma_data: cfg.sigma_data,
+            time_scale: cfg.time_scale,
+            precondition: cfg.precondition == Some(true),
+            grid_base: cfg.grid_base(),
+        }
     }
 
     /// The preconditioning scales (c_skip, c_out) at time t. With y = γ·x0 of variance (γσ)²,
@@ -102,7 +108,10 @@ pub fn time_grid(steps: usize) -> Vec<f64> {
 /// uniform grid t_i = 1 − i/N, which n = 1 gives exactly.
 pub fn reversed_log_grid(steps: usize, base: f64) -> Vec<f64> {
     assert!(steps >= 1, "a sampling grid needs at least one step");
-    assert!(crate::config::is_grid_base(base), "grid base {base} must be a finite number ≥ 1");
+    assert!(
+        crate::config::is_grid_base(base),
+        "grid base {base} must be a finite number ≥ 1"
+    );
     (0..=steps)
         .map(|i| {
             let u = i as f64 / steps as f64;
@@ -151,7 +160,12 @@ impl Sampler {
     /// Starts at t = 1 from `noise` ([B, 3, H, W], standard normal).
     pub fn new(flow: Flow, noise: Tensor<4>, steps: usize) -> Self {
         let grid = reversed_log_grid(steps, flow.grid_base);
-        Self { flow, grid, index: 0, x: noise }
+        Self {
+            flow,
+            grid,
+            index: 0,
+            x: noise,
+        }
     }
 
     pub fn steps(&self) -> usize {
@@ -175,7 +189,14 @@ impl Sampler {
         let v = self.flow.velocity(decoder, self.x.clone(), tt.clone(), z.clone());
         let x0_hat = self.flow.x0_hat(self.x.clone(), tt, v.clone());
         let x_next = euler_step(self.x.clone(), t, t_next, v);
-        let frame = Frame { index: self.index, t, t_next, x_t: self.x.clone(), x0_hat, x_next: x_next.clone() };
+        let frame = Frame {
+            index: self.index,
+            t,
+            t_next,
+            x_t: self.x.clone(),
+            x0_hat,
+            x_next: x_next.clone(),
+        };
         self.x = x_next;
         self.index += 1;
         Some(frame)

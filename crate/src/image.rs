@@ -14,7 +14,12 @@ pub struct Planar {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImageError {
     #[error("RGBA buffer has {got} bytes; {width}×{height} needs {expected}")]
-    BadBuffer { got: usize, width: usize, height: usize, expected: usize },
+    BadBuffer {
+        got: usize,
+        width: usize,
+        height: usize,
+        expected: usize,
+    },
     #[error("image is {width}×{height}; expected at least 1×1 and at most {max}×{max} pixels")]
     BadSize { width: usize, height: usize, max: usize },
     #[error("could not decode the image: {0} (expected PNG, JPEG, WebP, GIF or BMP)")]
@@ -30,7 +35,12 @@ impl Planar {
         check_size(width, height)?;
         let expected = width * height * 4;
         if rgba.len() != expected {
-            return Err(ImageError::BadBuffer { got: rgba.len(), width, height, expected });
+            return Err(ImageError::BadBuffer {
+                got: rgba.len(),
+                width,
+                height,
+                expected,
+            });
         }
         let n = width * height;
         let mut data = vec![0f32; 3 * n];
@@ -65,8 +75,7 @@ impl Planar {
 
     #[cfg(feature = "codecs")]
     pub fn to_rgba_image(&self) -> image::RgbaImage {
-        image::RgbaImage::from_raw(self.width as u32, self.height as u32, self.to_rgba())
-            .expect("buffer size matches")
+        image::RgbaImage::from_raw(self.width as u32, self.height as u32, self.to_rgba()).expect("buffer size matches")
     }
 
     /// Resamples to `width`×`height` (Lanczos3 when shrinking or enlarging, on 8-bit pixels).
@@ -110,7 +119,11 @@ impl Planar {
                 }
             }
         }
-        Self { width: w, height: h, data }
+        Self {
+            width: w,
+            height: h,
+            data,
+        }
     }
 
     /// The top-left `width`×`height` region.
@@ -119,7 +132,10 @@ impl Planar {
     }
 
     pub fn crop_at(&self, x0: usize, y0: usize, width: usize, height: usize) -> Self {
-        assert!(x0 + width <= self.width && y0 + height <= self.height, "crop inside the image");
+        assert!(
+            x0 + width <= self.width && y0 + height <= self.height,
+            "crop inside the image"
+        );
         let mut data = Vec::with_capacity(3 * width * height);
         for c in 0..3 {
             for y in y0..y0 + height {
@@ -143,7 +159,10 @@ impl Planar {
 
     /// As a [1, 3, H, W] tensor.
     pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(self.data.clone(), [1, 3, self.height, self.width]), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), [1, 3, self.height, self.width]),
+            device,
+        )
     }
 
     /// From the `index`th image of a [B, 3, H, W] tensor's host data.
@@ -153,7 +172,11 @@ impl Planar {
         assert_eq!(c, 3, "an RGB tensor");
         let all: &[f32] = data.as_slice().expect("f32 tensor data");
         let n = 3 * h * w;
-        Self { width: w, height: h, data: all[index * n..(index + 1) * n].to_vec() }
+        Self {
+            width: w,
+            height: h,
+            data: all[index * n..(index + 1) * n].to_vec(),
+        }
     }
 
     /// Reads a [1, 3, H, W] tensor back (native: a synchronous read).
@@ -165,7 +188,11 @@ impl Planar {
 
 fn check_size(width: usize, height: usize) -> Result<(), ImageError> {
     if width == 0 || height == 0 || width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
-        return Err(ImageError::BadSize { width, height, max: MAX_INPUT_SIDE });
+        return Err(ImageError::BadSize {
+            width,
+            height,
+            max: MAX_INPUT_SIDE,
+        });
     }
     Ok(())
 }
@@ -188,7 +215,11 @@ pub fn psnr(a: &Planar, b: &Planar) -> f64 {
         })
         .sum::<f64>()
         / a.data.len() as f64;
-    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
 }
 
 /// Structural similarity (Wang et al. 2004): 11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03,
@@ -197,7 +228,9 @@ pub fn ssim(a: &Planar, b: &Planar) -> f64 {
     assert_eq!((a.width, a.height), (b.width, b.height), "SSIM of same-size images");
     let (w, h) = (a.width, a.height);
     const R: usize = 5;
-    let g: Vec<f64> = (0..=2 * R).map(|i| (-((i as f64 - R as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let g: Vec<f64> = (0..=2 * R)
+        .map(|i| (-((i as f64 - R as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp())
+        .collect();
     let gs: f64 = g.iter().sum();
     let g: Vec<f64> = g.iter().map(|v| v / gs).collect();
     let (c1, c2) = ((0.01 * 255.0f64).powi(2), (0.03 * 255.0f64).powi(2));

@@ -24,9 +24,9 @@ pub mod pipeline;
 pub mod serve;
 #[cfg(feature = "train")]
 pub mod train;
-pub mod weights;
 #[cfg(feature = "web")]
 pub mod web;
+pub mod weights;
 
 pub use config::ModelConfig;
 pub use model::{Autoencoder, Part};

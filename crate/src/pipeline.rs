@@ -1,5 +1,5 @@
 //! Image → latent → image, the way the CLI, the tests and the page run it. Sizes that are not
-//! multiples of f are mirror-padded on the right and bottom before encoding and cropped after
+//! multiples of the model's alignment (f, or 16 for `small-f8`) are mirror-padded on the right and bottom before encoding and cropped after
 //! decoding, so nothing is resampled.
 
 use burn::tensor::{Device, Tensor};
@@ -29,10 +29,13 @@ impl Latent {
 /// Encodes `image`. The latent is put on the uniform grid that links use (`latent.link_bits`), so
 /// the image decoded here and the one decoded from a shared link come from the same numbers.
 pub fn encode(model: &Autoencoder, cfg: &ModelConfig, image: &Planar, device: &Device) -> Latent {
-    let f = cfg.downsample_factor();
-    let x = image.pad_to_multiple(f).to_tensor(device);
+    let x = image.pad_to_multiple(cfg.alignment()).to_tensor(device);
     let z = quantize_latent(model.encode(x), cfg.latent.link_bits);
-    Latent { z, width: image.width, height: image.height }
+    Latent {
+        z,
+        width: image.width,
+        height: image.height,
+    }
 }
 
 /// Rounds z ∈ [−1, 1] to the nearest of 2^bits uniform levels (the same arithmetic as

@@ -77,7 +77,11 @@ fn respond(mut s: TcpStream, root: &Path) -> std::io::Result<()> {
 /// Serves `root` on 127.0.0.1:`port` until the process ends.
 pub fn serve(root: &Path, port: u16) -> std::io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
-    eprintln!("serving {} on http://127.0.0.1:{}/", root.display(), listener.local_addr()?.port());
+    eprintln!(
+        "serving {} on http://127.0.0.1:{}/",
+        root.display(),
+        listener.local_addr()?.port()
+    );
     for stream in listener.incoming().flatten() {
         let root = root.to_path_buf();
         std::thread::spawn(move || {

@@ -17,7 +17,8 @@ use crate::weights::{self, Event, WeightStream};
 
 /// Plain JS objects (not Maps) for JSON-like values.
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js)
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(js)
 }
 
 fn js<E: std::fmt::Display>(e: E) -> JsError {
@@ -25,7 +26,9 @@ fn js<E: std::fmt::Display>(e: E) -> JsError {
 }
 
 async fn host(t: Tensor<4>) -> Result<TensorData, JsError> {
-    t.into_data_async().await.map_err(|e| JsError::new(&format!("reading a result back from the device failed: {e:?}")))
+    t.into_data_async()
+        .await
+        .map_err(|e| JsError::new(&format!("reading a result back from the device failed: {e:?}")))
 }
 
 /// A weight file being streamed and the model it becomes.
@@ -55,7 +58,8 @@ pub struct Frame {
 /// The model of weight slot `slot` and its config, once its encoder and `part` have arrived.
 fn ready(slots: &[Slot], slot: usize, part: Part) -> Option<(&Autoencoder, &ModelConfig)> {
     let s = slots.get(slot)?;
-    (s.ready.contains(&part) && s.ready.contains(&Part::Encoder)).then(|| (s.model.as_ref().expect("ready"), s.cfg.as_ref().expect("ready")))
+    (s.ready.contains(&part) && s.ready.contains(&Part::Encoder))
+        .then(|| (s.model.as_ref().expect("ready"), s.cfg.as_ref().expect("ready")))
 }
 
 #[wasm_bindgen]
@@ -80,14 +84,29 @@ impl Session {
                 .await
                 .map_err(|e| JsError::new(&format!("WebGPU could not be initialised: {e}")))?,
             #[cfg(not(feature = "gpu"))]
-            "webgpu" => return Err(JsError::new("this is the CPU-only module (built without the gpu feature); load pkg/ for WebGPU")),
+            "webgpu" => {
+                return Err(JsError::new(
+                    "this is the CPU-only module (built without the gpu feature); load pkg/ for WebGPU",
+                ));
+            }
             #[cfg(feature = "cpu")]
             "cpu" => Device::flex(),
             #[cfg(not(feature = "cpu"))]
-            "cpu" => return Err(JsError::new("this is the WebGPU module (built without the cpu feature); load pkg-cpu/ for the CPU")),
+            "cpu" => {
+                return Err(JsError::new(
+                    "this is the WebGPU module (built without the cpu feature); load pkg-cpu/ for the CPU",
+                ));
+            }
             other => return Err(JsError::new(&format!("backend {other:?} is not one of webgpu, cpu"))),
         };
-        Ok(Session { device, backend, slots: vec![Slot::default(), Slot::default()], latent: None, baseline_latent: None, sampler: None })
+        Ok(Session {
+            device,
+            backend,
+            slots: vec![Slot::default(), Slot::default()],
+            latent: None,
+            baseline_latent: None,
+            sampler: None,
+        })
     }
 
     /// Whether this module was built with WebGPU support ("gpu" feature).
@@ -106,7 +125,10 @@ impl Session {
     #[wasm_bindgen(js_name = pushWeights)]
     pub fn push_weights(&mut self, slot: usize, chunk: &[u8]) -> Result<JsValue, JsError> {
         let device = self.device.clone();
-        let s = self.slots.get_mut(slot).ok_or_else(|| JsError::new(&format!("weight slot {slot}: expected 0 or 1")))?;
+        let s = self
+            .slots
+            .get_mut(slot)
+            .ok_or_else(|| JsError::new(&format!("weight slot {slot}: expected 0 or 1")))?;
         let events = s.stream.push(chunk).map_err(js)?;
         let mut done = Vec::new();
         let mut header = None;
@@ -141,7 +163,10 @@ impl Session {
     /// Checks that weight file `slot` arrived whole (call after the last chunk).
     #[wasm_bindgen(js_name = finishWeights)]
     pub fn finish_weights(&mut self, slot: usize) -> Result<(), JsError> {
-        let s = self.slots.get_mut(slot).ok_or_else(|| JsError::new("weight slot: expected 0 or 1"))?;
+        let s = self
+            .slots
+            .get_mut(slot)
+            .ok_or_else(|| JsError::new("weight slot: expected 0 or 1"))?;
         let stream = std::mem::take(&mut s.stream);
         stream.finish().map_err(js)?;
         Ok(())
@@ -154,7 +179,9 @@ impl Session {
     /// Encodes an RGBA image; returns `{width, height, channels, latent_height, latent_width}`.
     pub async fn encode(&mut self, rgba: &[u8], width: usize, height: usize) -> Result<JsValue, JsError> {
         let img = Planar::from_rgba(rgba, width, height).map_err(js)?;
-        let (model, cfg) = self.ready(0, Part::Encoder).ok_or_else(|| JsError::new("the encoder weights have not arrived yet"))?;
+        let (model, cfg) = self
+            .ready(0, Part::Encoder)
+            .ok_or_else(|| JsError::new("the encoder weights have not arrived yet"))?;
         let lat = pipeline::encode(model, cfg, &img, &self.device);
         host(lat.z.clone()).await?; // finish the work now, so the caller's timing is the encoder's
         let [_, c, lh, lw] = lat.z.dims();
@@ -164,7 +191,9 @@ impl Session {
         if let Some((m, cfg)) = self.ready(1, Part::Baseline) {
             self.baseline_latent = Some(pipeline::encode(m, cfg, &img, &self.device));
         }
-        to_js(&serde_json::json!({"width": width, "height": height, "channels": c, "latent_height": lh, "latent_width": lw}))
+        to_js(
+            &serde_json::json!({"width": width, "height": height, "channels": c, "latent_height": lh, "latent_width": lw}),
+        )
     }
 
     /// Starts denoising the current latent in `steps` Euler steps from the noise of `seed` times
@@ -177,8 +206,13 @@ impl Session {
         if let Some(e) = crate::config::temperature_error(temperature) {
             return Err(JsError::new(&format!("temperature = {e}")));
         }
-        let (_, cfg) = self.ready(0, Part::Decoder).ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
-        let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image (or open a link) first"))?;
+        let (_, cfg) = self
+            .ready(0, Part::Decoder)
+            .ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
+        let lat = self
+            .latent
+            .as_ref()
+            .ok_or_else(|| JsError::new("encode an image (or open a link) first"))?;
         let mut cfg = cfg.clone();
         if temperature.is_some() {
             cfg.flow.temperature = temperature;
@@ -192,12 +226,21 @@ impl Session {
 
     /// Runs the next Euler step and returns its frame.
     pub async fn step(&mut self) -> Result<Frame, JsError> {
-        let (model, cfg) = ready(&self.slots, 0, Part::Decoder).ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
+        let (model, cfg) = ready(&self.slots, 0, Part::Decoder)
+            .ok_or_else(|| JsError::new("the ε-decoder weights have not arrived yet"))?;
         let flow = Flow::new(&cfg.flow);
-        let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image first"))?;
-        let sampler = self.sampler.as_mut().ok_or_else(|| JsError::new("call begin(steps, seed, temperature) first"))?;
+        let lat = self
+            .latent
+            .as_ref()
+            .ok_or_else(|| JsError::new("encode an image first"))?;
+        let sampler = self
+            .sampler
+            .as_mut()
+            .ok_or_else(|| JsError::new("call begin(steps, seed, temperature) first"))?;
         let steps = sampler.steps() as u32;
-        let f = sampler.step(model.decoder(), &lat.z).ok_or_else(|| JsError::new("all steps are done; call begin again"))?;
+        let f = sampler
+            .step(model.decoder(), &lat.z)
+            .ok_or_else(|| JsError::new("all steps are done; call begin again"))?;
         let xt = host(f.x_t * flow.display_scale(f.t)).await?;
         let x0 = host(f.x0_hat).await?;
         let (w, h) = (lat.width, lat.height);
@@ -217,8 +260,15 @@ impl Session {
 
     /// The VAE baseline's one-pass decoding of the same image, RGBA.
     pub async fn baseline(&mut self) -> Result<Vec<u8>, JsError> {
-        let (m, _) = self.ready(1, Part::Baseline).or_else(|| self.ready(0, Part::Baseline)).ok_or_else(|| JsError::new("no VAE baseline weights are loaded"))?;
-        let lat = self.baseline_latent.as_ref().or(self.latent.as_ref()).ok_or_else(|| JsError::new("encode an image first"))?;
+        let (m, _) = self
+            .ready(1, Part::Baseline)
+            .or_else(|| self.ready(0, Part::Baseline))
+            .ok_or_else(|| JsError::new("no VAE baseline weights are loaded"))?;
+        let lat = self
+            .baseline_latent
+            .as_ref()
+            .or(self.latent.as_ref())
+            .ok_or_else(|| JsError::new("encode an image first"))?;
         let d = host(pipeline::decode_baseline(m, lat)).await?;
         Ok(Planar::from_data(&d, 0).crop(lat.width, lat.height).to_rgba())
     }
@@ -227,32 +277,60 @@ impl Session {
     #[wasm_bindgen(js_name = exportLatent)]
     pub async fn export_latent(&self) -> Result<String, JsError> {
         let (_, cfg) = self.ready(0, Part::Encoder).ok_or_else(|| JsError::new("no encoder"))?;
-        let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image first"))?;
+        let lat = self
+            .latent
+            .as_ref()
+            .ok_or_else(|| JsError::new("encode an image first"))?;
         let [_, c, h, w] = lat.z.dims();
-        let values = host(lat.z.clone()).await?.convert::<f32>().try_to_vec::<f32>().map_err(|e| JsError::new(&format!("{e:?}")))?;
-        let l = LinkLatent { channels: c, height: h, width: w, image_width: lat.width, image_height: lat.height, weights_tag: self.slots[0].sha256_tag, values };
+        let values = host(lat.z.clone())
+            .await?
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| JsError::new(&format!("{e:?}")))?;
+        let l = LinkLatent {
+            channels: c,
+            height: h,
+            width: w,
+            image_width: lat.width,
+            image_height: lat.height,
+            weights_tag: self.slots[0].sha256_tag,
+            values,
+        };
         Ok(latent::encode(&l, cfg.latent.link_bits))
     }
 
     /// Replaces the current latent by one from a link; returns `{width, height, weights_match}`.
     #[wasm_bindgen(js_name = importLatent)]
     pub fn import_latent(&mut self, text: &str) -> Result<JsValue, JsError> {
-        let (_, cfg) = self.ready(0, Part::Encoder).ok_or_else(|| JsError::new("the weights have not arrived yet"))?;
+        let (_, cfg) = self
+            .ready(0, Part::Encoder)
+            .ok_or_else(|| JsError::new("the weights have not arrived yet"))?;
         let l = latent::decode(text).map_err(js)?;
-        let f = cfg.downsample_factor();
+        let (f, a) = (cfg.downsample_factor(), cfg.alignment());
+        // The padded image (latent size times f) must be a multiple of the alignment and exceed
+        // the image by less than one alignment step, as `pipeline::encode` pads it.
         if l.channels != cfg.encoder.latent_channels
+            || (l.width * f) % a != 0
+            || (l.height * f) % a != 0
             || l.image_width > l.width * f
             || l.image_height > l.height * f
-            || l.image_width + f <= l.width * f
-            || l.image_height + f <= l.height * f
+            || l.image_width + a <= l.width * f
+            || l.image_height + a <= l.height * f
         {
             return Err(JsError::new(&format!(
                 "the link's latent ({}×{}×{} for a {}×{} image) does not fit this model (n_z = {}, f = {f})",
                 l.channels, l.height, l.width, l.image_width, l.image_height, cfg.encoder.latent_channels
             )));
         }
-        let z = Tensor::<4>::from_data(TensorData::new(l.values, [1, l.channels, l.height, l.width]), &self.device);
-        self.latent = Some(Latent { z, width: l.image_width, height: l.image_height });
+        let z = Tensor::<4>::from_data(
+            TensorData::new(l.values, [1, l.channels, l.height, l.width]),
+            &self.device,
+        );
+        self.latent = Some(Latent {
+            z,
+            width: l.image_width,
+            height: l.image_height,
+        });
         self.baseline_latent = None;
         self.sampler = None;
         let matches = l.weights_tag == self.slots[0].sha256_tag;
@@ -274,9 +352,16 @@ impl Session {
     /// `{width, height, rgba}` in the frame's fields `width`, `height`, `x0_hat`.
     #[wasm_bindgen(js_name = latentImage)]
     pub async fn latent_image(&self) -> Result<Frame, JsError> {
-        let lat = self.latent.as_ref().ok_or_else(|| JsError::new("encode an image first"))?;
+        let lat = self
+            .latent
+            .as_ref()
+            .ok_or_else(|| JsError::new("encode an image first"))?;
         let [_, c, h, w] = lat.z.dims();
-        let v = host(lat.z.clone()).await?.convert::<f32>().try_to_vec::<f32>().map_err(|e| JsError::new(&format!("{e:?}")))?;
+        let v = host(lat.z.clone())
+            .await?
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| JsError::new(&format!("{e:?}")))?;
         let cols = c.min(4);
         let rows = c.div_ceil(cols);
         let (tw, th) = (cols * (w + 1) - 1, rows * (h + 1) - 1);
@@ -294,6 +379,16 @@ impl Session {
                 }
             }
         }
-        Ok(Frame { index: 0, steps: 0, t: 0.0, t_next: 0.0, width: tw as u32, height: th as u32, x_t: Vec::new(), x0_hat: rgba, done: true })
+        Ok(Frame {
+            index: 0,
+            steps: 0,
+            t: 0.0,
+            t_next: 0.0,
+            width: tw as u32,
+            height: th as u32,
+            x_t: Vec::new(),
+            x0_hat: rgba,
+            done: true,
+        })
     }
 }

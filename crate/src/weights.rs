@@ -102,9 +102,7 @@ pub enum WeightError {
     TrailingBytes { extra: usize, expected: usize },
     #[error("not an epsvae weight file: {0}")]
     NotOurs(String),
-    #[error(
-        "weight file format version {found}, this build reads version {expected}\n---> HINT: {hint}"
-    )]
+    #[error("weight file format version {found}, this build reads version {expected}\n---> HINT: {hint}")]
     Version { found: String, expected: u32, hint: String },
     #[error("weight file header is invalid: {0}")]
     BadHeader(String),
@@ -115,7 +113,11 @@ pub enum WeightError {
     #[error("weight file has tensors the config does not know: {0}")]
     Unknown(String),
     #[error("{part} bytes are corrupted: SHA-256 {found}, the header says {expected}")]
-    Corrupt { part: String, found: String, expected: String },
+    Corrupt {
+        part: String,
+        found: String,
+        expected: String,
+    },
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -194,7 +196,11 @@ pub fn collect_params(model: &Autoencoder) -> Vec<(String, Vec<usize>, Vec<f32>)
     let mut out = vec![];
     visit_params(model, |path, shape, value| {
         let data = value().into_data().convert::<f32>();
-        out.push((path.to_string(), shape.to_vec(), data.try_to_vec::<f32>().expect("f32 data")));
+        out.push((
+            path.to_string(),
+            shape.to_vec(),
+            data.try_to_vec::<f32>().expect("f32 data"),
+        ));
     });
     out
 }
@@ -214,6 +220,72 @@ pub fn apply_params(model: Autoencoder, tensors: &HostTensors, device: &Device) 
         Some(move |_| t)
     });
     (model, applied)
+}
+
+/// What [`transplant`] did with the target's parameters.
+#[derive(Debug, Default, PartialEq)]
+pub struct Transplant {
+    /// Same name and shape in the source: copied whole.
+    pub copied: usize,
+    /// Same name and rank, another shape: the overlapping leading block copied, the rest kept.
+    pub partial: usize,
+    /// No counterpart of the same rank: kept as initialised.
+    pub fresh: usize,
+}
+
+/// Starts `model` from another model's weights (`source`, by parameter name): a parameter of the
+/// same shape is copied; one of the same rank but another shape gets the leading block the two
+/// share along every axis (e.g. the first 4 of 8 latent channels of a convolution), keeping its
+/// own initial values elsewhere; the others keep their initial values. Used to start the f = 8
+/// models from the f = 16 ones.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn transplant(model: Autoencoder, source: &HostTensors, device: &Device) -> (Autoencoder, Transplant) {
+    let mut report = Transplant::default();
+    let model = map_params(model, |path, shape| {
+        let Some((src_shape, src)) = source.get(path).filter(|(s, _)| s.len() == shape.len()) else {
+            report.fresh += 1;
+            return None;
+        };
+        let (src_shape, src, shape) = (src_shape.clone(), src.clone(), shape.to_vec());
+        if src_shape == shape {
+            report.copied += 1;
+        } else {
+            report.partial += 1;
+        }
+        let device = device.clone();
+        Some(move |old: Tensor<1>| {
+            if src_shape == shape {
+                return Tensor::<1>::from_data(TensorData::new(src, [shape.iter().product::<usize>()]), &device);
+            }
+            let mut dst = old
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 parameter");
+            let common: Vec<usize> = shape.iter().zip(&src_shape).map(|(a, b)| *a.min(b)).collect();
+            let strides = |s: &[usize]| -> Vec<usize> {
+                let mut st = vec![1; s.len()];
+                for i in (0..s.len().saturating_sub(1)).rev() {
+                    st[i] = st[i + 1] * s[i + 1];
+                }
+                st
+            };
+            let (sd, ss) = (strides(&shape), strides(&src_shape));
+            for flat in 0..common.iter().product::<usize>() {
+                let (mut rem, mut di, mut si) = (flat, 0, 0);
+                for axis in (0..common.len()).rev() {
+                    let i = rem % common[axis];
+                    rem /= common[axis];
+                    di += i * sd[axis];
+                    si += i * ss[axis];
+                }
+                dst[di] = src[si];
+            }
+            let n = dst.len();
+            Tensor::<1>::from_data(TensorData::new(dst, [n]), &device)
+        })
+    });
+    (model, report)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,14 +338,26 @@ pub fn encode(
     let mut push = |name: String, dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>, data: &mut Vec<u8>| {
         let begin = data.len();
         data.extend_from_slice(&bytes);
-        infos.push((name, TensorInfo { dtype, shape, data_offsets: (begin, data.len()) }));
+        infos.push((
+            name,
+            TensorInfo {
+                dtype,
+                shape,
+                data_offsets: (begin, data.len()),
+            },
+        ));
     };
     for (name, shape, values) in params {
         let part = Part::of_tensor(name).unwrap_or_else(|| panic!("parameter {name} belongs to no part"));
         match parts.last_mut() {
             Some(p) if p.part == part => {}
             Some(p) if p.part > part => panic!("parameters are not in part order at {name}"),
-            _ => parts.push(PartInfo { part, begin: data.len(), end: 0, sha256: String::new() }),
+            _ => parts.push(PartInfo {
+                part,
+                begin: data.len(),
+                end: 0,
+                sha256: String::new(),
+            }),
         }
         match (storage, shape.len()) {
             (Storage::F32, _) | (_, 0 | 1) => {
@@ -281,14 +365,29 @@ pub fn encode(
                 push(name.clone(), Dtype::F32, shape.clone(), bytes, &mut data);
             }
             (Storage::F16, _) => {
-                let bytes = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+                let bytes = values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect();
                 push(name.clone(), Dtype::F16, shape.clone(), bytes, &mut data);
             }
             (Storage::Int8, _) => {
                 let (q, scales) = quantize_int8(shape, values);
                 let sb = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
-                push(format!("{name}{SCALE_SUFFIX}"), Dtype::F32, vec![shape[0]], sb, &mut data);
-                push(name.clone(), Dtype::I8, shape.clone(), q.iter().map(|v| *v as u8).collect(), &mut data);
+                push(
+                    format!("{name}{SCALE_SUFFIX}"),
+                    Dtype::F32,
+                    vec![shape[0]],
+                    sb,
+                    &mut data,
+                );
+                push(
+                    name.clone(),
+                    Dtype::I8,
+                    shape.clone(),
+                    q.iter().map(|v| *v as u8).collect(),
+                    &mut data,
+                );
             }
         }
         parts.last_mut().expect("a part was pushed").end = data.len();
@@ -300,7 +399,10 @@ pub fn encode(
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
         ("config", serde_json::to_string(config).expect("config serialises")),
-        ("provenance", serde_json::to_string(provenance).expect("provenance serialises")),
+        (
+            "provenance",
+            serde_json::to_string(provenance).expect("provenance serialises"),
+        ),
         ("storage", storage.to_string()),
         ("parts", serde_json::to_string(&parts).expect("parts serialise")),
     ]
@@ -374,7 +476,9 @@ impl WeightStream {
 
     /// File size from the header, once it is known.
     pub fn total(&self) -> Option<usize> {
-        self.parsed.as_ref().map(|p| p.data_start + p.entries.last().map_or(0, |e| e.info.data_offsets.1))
+        self.parsed
+            .as_ref()
+            .map(|p| p.data_start + p.entries.last().map_or(0, |e| e.info.data_offsets.1))
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, WeightError> {
@@ -385,14 +489,19 @@ impl WeightStream {
                 return Ok(events);
             };
             self.parsed = Some(parsed);
-            events.push(Event::Header { total: self.total().expect("parsed") });
+            events.push(Event::Header {
+                total: self.total().expect("parsed"),
+            });
         }
         let p = self.parsed.as_ref().expect("parsed above");
         let avail = self.buf.len() - p.data_start;
         if let Some(total) = self.total()
             && self.buf.len() > total
         {
-            return Err(WeightError::TrailingBytes { extra: self.buf.len() - total, expected: total });
+            return Err(WeightError::TrailingBytes {
+                extra: self.buf.len() - total,
+                expected: total,
+            });
         }
         while let Some(e) = p.entries.get(self.next_entry) {
             let (b, end) = e.info.data_offsets;
@@ -426,9 +535,16 @@ impl WeightStream {
 
     /// Removes and returns the tensors of a completed part.
     pub fn take_part(&mut self, part: Part) -> HostTensors {
-        let names: Vec<String> =
-            self.tensors.keys().filter(|n| Part::of_tensor(n) == Some(part)).cloned().collect();
-        names.into_iter().filter_map(|n| self.tensors.remove_entry(&n)).collect()
+        let names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|n| Part::of_tensor(n) == Some(part))
+            .cloned()
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| self.tensors.remove_entry(&n))
+            .collect()
     }
 
     /// Checks that the whole file arrived; returns the header and every tensor not yet taken.
@@ -436,11 +552,17 @@ impl WeightStream {
         let total = self.total();
         let Some(p) = self.parsed else {
             let expected = header_len(&self.buf).map_or(8, |n| n as usize + 8);
-            return Err(WeightError::Truncated { got: self.buf.len(), expected });
+            return Err(WeightError::Truncated {
+                got: self.buf.len(),
+                expected,
+            });
         };
         let total = total.expect("parsed");
         if self.buf.len() < total || self.next_part < p.header.parts.len() {
-            return Err(WeightError::Truncated { got: self.buf.len(), expected: total });
+            return Err(WeightError::Truncated {
+                got: self.buf.len(),
+                expected: total,
+            });
         }
         Ok((p.header, self.tensors))
     }
@@ -466,7 +588,11 @@ pub fn load(bytes: &[u8], device: &Device) -> Result<(Header, Autoencoder), Weig
 pub fn load_file(path: &std::path::Path, device: &Device) -> anyhow::Result<(Header, Autoencoder, usize)> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| {
-        format!("reading weights {}\n---> HINT: run `epsvae init {}` for untrained weights, or pass --weights", path.display(), path.display())
+        format!(
+            "reading weights {}\n---> HINT: run `epsvae init {}` for untrained weights, or pass --weights",
+            path.display(),
+            path.display()
+        )
     })?;
     let (header, model) = load(&bytes, device).with_context(|| format!("loading weights {}", path.display()))?;
     Ok((header, model, bytes.len()))
@@ -491,7 +617,9 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
         )));
     }
     let data_start = 8 + n as usize;
-    let Some(header_bytes) = buf.get(8..data_start) else { return Ok(None) };
+    let Some(header_bytes) = buf.get(8..data_start) else {
+        return Ok(None);
+    };
     let metadata: Metadata = serde_json::from_slice(header_bytes)
         .map_err(|e| WeightError::NotOurs(format!("header is not safetensors JSON: {e}")))?;
     let meta = metadata
@@ -502,7 +630,9 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
         WeightError::NotOurs("the safetensors metadata has no \"format\" entry (expected \"epsvae\")".into())
     })?;
     if format != FORMAT {
-        return Err(WeightError::NotOurs(format!("format is {format:?}, expected {FORMAT:?}")));
+        return Err(WeightError::NotOurs(format!(
+            "format is {format:?}, expected {FORMAT:?}"
+        )));
     }
     let version = meta_field(meta, "format_version")?;
     if version != FORMAT_VERSION.to_string() {
@@ -516,13 +646,21 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
     }
     let config: ModelConfig = serde_json::from_str(meta_field(meta, "config")?)
         .map_err(|e| WeightError::BadHeader(format!("config: {e}")))?;
-    config.validate().map_err(|e| WeightError::BadHeader(format!("config: {e}")))?;
+    config
+        .validate()
+        .map_err(|e| WeightError::BadHeader(format!("config: {e}")))?;
     let provenance: Provenance = serde_json::from_str(meta_field(meta, "provenance")?)
         .map_err(|e| WeightError::BadHeader(format!("provenance: {e}")))?;
     let storage: Storage = meta_field(meta, "storage")?.parse().map_err(WeightError::BadHeader)?;
-    let parts: Vec<PartInfo> = serde_json::from_str(meta_field(meta, "parts")?)
-        .map_err(|e| WeightError::BadHeader(format!("parts: {e}")))?;
-    let header = Header { format_version: FORMAT_VERSION, config, provenance, storage, parts };
+    let parts: Vec<PartInfo> =
+        serde_json::from_str(meta_field(meta, "parts")?).map_err(|e| WeightError::BadHeader(format!("parts: {e}")))?;
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        config,
+        provenance,
+        storage,
+        parts,
+    };
 
     let part_list = header.part_list();
     if part_list.first() != Some(&Part::Encoder) || part_list.windows(2).any(|w| w[0] >= w[1]) {
@@ -543,7 +681,10 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
     names.sort_by_key(|n| metadata.info(n).expect("listed").data_offsets);
     let entries: Vec<Entry> = names
         .into_iter()
-        .map(|name| Entry { info: metadata.info(&name).expect("listed").clone(), name })
+        .map(|name| Entry {
+            info: metadata.info(&name).expect("listed").clone(),
+            name,
+        })
         .collect();
     let stored: Vec<&str> = entries
         .iter()
@@ -596,8 +737,14 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
     // Each part's byte range must cover exactly its tensors, in order.
     let mut cursor = 0;
     for pi in &header.parts {
-        let in_part: Vec<&Entry> = entries.iter().filter(|e| Part::of_tensor(&e.name) == Some(pi.part)).collect();
-        let (b, e) = (in_part.first().map(|e| e.info.data_offsets.0), in_part.last().map(|e| e.info.data_offsets.1));
+        let in_part: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| Part::of_tensor(&e.name) == Some(pi.part))
+            .collect();
+        let (b, e) = (
+            in_part.first().map(|e| e.info.data_offsets.0),
+            in_part.last().map(|e| e.info.data_offsets.1),
+        );
         if pi.begin != cursor || b != Some(pi.begin) || e != Some(pi.end) {
             return Err(WeightError::BadHeader(format!(
                 "part {} claims bytes {}..{}, its tensors span {:?}..{:?}",
@@ -610,7 +757,12 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
         }
         cursor = pi.end;
     }
-    Ok(Some(Parsed { header, data_start, entries, expected }))
+    Ok(Some(Parsed {
+        header,
+        data_start,
+        entries,
+        expected,
+    }))
 }
 
 fn list(names: &[&str]) -> String {
@@ -629,7 +781,11 @@ fn decode_entry(
     scales: &mut HashMap<String, Vec<f32>>,
     out: &mut HostTensors,
 ) -> Result<(), WeightError> {
-    let f32s = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect() };
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+            .collect()
+    };
     let values = match e.info.dtype {
         Dtype::F32 => f32s(bytes),
         Dtype::F16 => bytes
@@ -669,7 +825,15 @@ pub fn describe(header: &Header) -> BTreeMap<&'static str, String> {
     m.insert("origin", header.provenance.origin.clone());
     m.insert("training steps", header.provenance.training_steps.to_string());
     m.insert("images seen", header.provenance.images_seen.to_string());
-    m.insert("parts", header.parts.iter().map(|p| p.part.name()).collect::<Vec<_>>().join(", "));
+    m.insert(
+        "parts",
+        header
+            .parts
+            .iter()
+            .map(|p| p.part.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     m
 }
 

@@ -43,11 +43,15 @@ fn test_image(w: usize, h: usize) -> Planar {
 fn one_euler_step_from_t1_with_exact_velocity_returns_x0() {
     let device = Device::flex();
     let f = Flow::new(&ModelConfig::tiny().flow);
-    let x0 = Tensor::<4>::from_data(TensorData::new(flow::gaussian_noise(1, 48), [1, 3, 4, 4]), &device).clamp(-1.0, 1.0);
+    let x0 =
+        Tensor::<4>::from_data(TensorData::new(flow::gaussian_noise(1, 48), [1, 3, 4, 4]), &device).clamp(-1.0, 1.0);
     let eps = flow::noise_tensor(2, [1, 3, 4, 4], &device);
     let t1 = Tensor::<1>::ones([1], &device);
     let x1 = f.noisy(x0.clone(), eps.clone(), t1.clone());
-    assert!(max_abs_diff(&host(x1.clone()), &host(eps.clone())) < 1e-6, "x_1 is pure noise");
+    assert!(
+        max_abs_diff(&host(x1.clone()), &host(eps.clone())) < 1e-6,
+        "x_1 is pure noise"
+    );
     let v = f.target(x0.clone(), eps);
     let x_end = flow::euler_step(x1.clone(), 1.0, 0.0, v.clone());
     assert!(max_abs_diff(&host(x_end / f.gamma), &host(x0.clone())) < 1e-5);
@@ -63,7 +67,10 @@ fn preconditioning_scales_are_the_least_squares_fit_of_v_on_x_t() {
     cfg.precondition = Some(true);
     let f = Flow::new(&cfg);
     let n = 200_000;
-    let x0: Vec<f64> = flow::gaussian_noise(11, n).iter().map(|v| *v as f64 * f.sigma_data).collect();
+    let x0: Vec<f64> = flow::gaussian_noise(11, n)
+        .iter()
+        .map(|v| *v as f64 * f.sigma_data)
+        .collect();
     let eps = flow::gaussian_noise(12, n);
     for t in [0.0, 0.1, 0.5, 0.7657, 0.9, 1.0] {
         let (c_skip, c_out) = f.precondition_scales(t);
@@ -77,12 +84,22 @@ fn preconditioning_scales_are_the_least_squares_fit_of_v_on_x_t() {
         }
         let (cross, var) = (cross / n as f64, var / n as f64);
         assert!(cross.abs() < 0.01, "t {t}: residual correlates with x_t ({cross})");
-        assert!((var.sqrt() - c_out).abs() < 0.01 * c_out.max(0.1), "t {t}: residual std {} vs c_out {c_out}", var.sqrt());
+        assert!(
+            (var.sqrt() - c_out).abs() < 0.01 * c_out.max(0.1),
+            "t {t}: residual std {} vs c_out {c_out}",
+            var.sqrt()
+        );
     }
     let (s1, o1) = f.precondition_scales(1.0);
-    assert!((s1 - 1.0).abs() < 1e-12 && (o1 - f.gamma * f.sigma_data).abs() < 1e-12, "t = 1: ({s1}, {o1})");
+    assert!(
+        (s1 - 1.0).abs() < 1e-12 && (o1 - f.gamma * f.sigma_data).abs() < 1e-12,
+        "t = 1: ({s1}, {o1})"
+    );
     let (s0, o0) = f.precondition_scales(0.0);
-    assert!((s0 + 1.0).abs() < 1e-12 && (o0 - 1.0).abs() < 1e-12, "t = 0: ({s0}, {o0})");
+    assert!(
+        (s0 + 1.0).abs() < 1e-12 && (o0 - 1.0).abs() < 1e-12,
+        "t = 0: ({s0}, {o0})"
+    );
 }
 
 #[test]
@@ -119,8 +136,16 @@ fn grid_runs_from_one_to_zero_and_matches_the_paper() {
     }
     let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 5e-5);
     assert!(close(&flow::time_grid(1), &[1.0, 0.0]));
-    assert!(close(&flow::time_grid(2), &[1.0, 0.8516, 0.0]), "{:?}", flow::time_grid(2));
-    assert!(close(&flow::time_grid(3), &[1.0, 0.9130, 0.7657, 0.0]), "{:?}", flow::time_grid(3));
+    assert!(
+        close(&flow::time_grid(2), &[1.0, 0.8516, 0.0]),
+        "{:?}",
+        flow::time_grid(2)
+    );
+    assert!(
+        close(&flow::time_grid(3), &[1.0, 0.9130, 0.7657, 0.0]),
+        "{:?}",
+        flow::time_grid(3)
+    );
 }
 
 #[test]
@@ -129,18 +154,31 @@ fn grid_base_moves_the_steps_between_uniform_and_the_papers() {
     assert_eq!(flow::reversed_log_grid(3, 100.0), flow::time_grid(3));
     assert!(close(&flow::reversed_log_grid(4, 1.0), &[1.0, 0.75, 0.5, 0.25, 0.0]));
     // n = 10, N = 2: ln(5.5) / ln(10).
-    assert!(close(&flow::reversed_log_grid(2, 10.0), &[1.0, 0.7404, 0.0]), "{:?}", flow::reversed_log_grid(2, 10.0));
+    assert!(
+        close(&flow::reversed_log_grid(2, 10.0), &[1.0, 0.7404, 0.0]),
+        "{:?}",
+        flow::reversed_log_grid(2, 10.0)
+    );
     // Just above 1 the grid is nearly uniform; a larger base puts the last state nearer t = 1.
-    assert!(close(&flow::reversed_log_grid(3, 1.0 + 1e-6), &[1.0, 2.0 / 3.0, 1.0 / 3.0, 0.0]));
+    assert!(close(
+        &flow::reversed_log_grid(3, 1.0 + 1e-6),
+        &[1.0, 2.0 / 3.0, 1.0 / 3.0, 0.0]
+    ));
     let last = |n: f64| flow::reversed_log_grid(3, n)[2];
     assert!(last(3.0) < last(10.0) && last(10.0) < last(100.0) && last(100.0) < last(1000.0));
     // The sampler uses the config's base; absent means the paper's.
     let mut cfg = ModelConfig::tiny();
     assert_eq!(cfg.flow.grid_base(), 100.0);
     let noise = Tensor::<4>::zeros([1, 3, 4, 4], &Device::flex());
-    assert_eq!(flow::Sampler::new(Flow::new(&cfg.flow), noise.clone(), 3).grid(), flow::time_grid(3));
+    assert_eq!(
+        flow::Sampler::new(Flow::new(&cfg.flow), noise.clone(), 3).grid(),
+        flow::time_grid(3)
+    );
     cfg.flow.grid_base = Some(10.0);
-    assert_eq!(flow::Sampler::new(Flow::new(&cfg.flow), noise, 2).grid(), flow::reversed_log_grid(2, 10.0));
+    assert_eq!(
+        flow::Sampler::new(Flow::new(&cfg.flow), noise, 2).grid(),
+        flow::reversed_log_grid(2, 10.0)
+    );
     cfg.flow.grid_base = Some(0.5);
     assert!(cfg.validate().unwrap_err().contains("grid_base = 0.5"));
 }
@@ -155,7 +193,11 @@ fn noise_is_seeded_and_standard_normal() {
     assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "mean {mean}, var {var}");
     let t = flow::logit_normal_times(3, 10_000);
     assert!(t.iter().all(|t| *t > 0.0 && *t < 1.0));
-    let median = { let mut s = t.clone(); s.sort_by(f32::total_cmp); s[5000] };
+    let median = {
+        let mut s = t.clone();
+        s.sort_by(f32::total_cmp);
+        s[5000]
+    };
     assert!((median - 0.5).abs() < 0.02, "logit-normal median is 0.5, got {median}");
 }
 
@@ -189,7 +231,11 @@ fn temperature_scales_the_starting_noise_and_defaults_to_one() {
     let latent = pipeline::encode(&model, &cfg, &test_image(12, 8), &device);
     let first_state = |cfg: &ModelConfig| {
         let mut x1 = Vec::new();
-        let img = pipeline::decode(&model, cfg, &latent, 2, 5, |f| if f.index == 0 { x1 = host(f.x_t.clone()) });
+        let img = pipeline::decode(&model, cfg, &latent, 2, 5, |f| {
+            if f.index == 0 {
+                x1 = host(f.x_t.clone())
+            }
+        });
         (x1, host(img))
     };
     let (n1, i1) = first_state(&cfg);
@@ -214,12 +260,16 @@ fn shapes_for_every_preset() {
     for name in ModelConfig::PRESETS {
         let cfg = ModelConfig::preset(name).unwrap();
         cfg.validate().unwrap();
-        let f = cfg.downsample_factor();
-        let (h, w) = (2 * f, 3 * f);
+        let (f, a) = (cfg.downsample_factor(), cfg.alignment());
+        let (h, w) = (2 * a, 3 * a);
         let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
         let x = Tensor::<4>::zeros([2, 3, h, w], &device);
         let z = model.encode(x.clone());
-        assert_eq!(z.dims(), [2, cfg.encoder.latent_channels, 2, 3], "{name} latent");
+        assert_eq!(
+            z.dims(),
+            [2, cfg.encoder.latent_channels, h / f, w / f],
+            "{name} latent"
+        );
         let v = Flow::new(&cfg.flow).velocity(model.decoder(), x, Tensor::full([2], 0.3, &device), z.clone());
         assert_eq!(v.dims(), [2, 3, h, w], "{name} velocity");
         assert_eq!(model.baseline().forward(z).dims(), [2, 3, h, w], "{name} baseline");
@@ -230,41 +280,68 @@ fn shapes_for_every_preset() {
 fn latent_is_bounded() {
     let device = Device::flex();
     let (cfg, model) = tiny_model(3, &device);
-    let x = Tensor::<4>::from_data(TensorData::new(flow::gaussian_noise(4, 3 * 16 * 16).iter().map(|v| v * 50.0).collect::<Vec<_>>(), [1, 3, 16, 16]), &device);
+    let x = Tensor::<4>::from_data(
+        TensorData::new(
+            flow::gaussian_noise(4, 3 * 16 * 16)
+                .iter()
+                .map(|v| v * 50.0)
+                .collect::<Vec<_>>(),
+            [1, 3, 16, 16],
+        ),
+        &device,
+    );
     let z = host(model.encode(x));
     assert_eq!(z.len(), cfg.encoder.latent_channels * 4 * 4);
     assert!(z.iter().all(|v| v.abs() <= 1.0), "tanh-bounded latent");
 }
 
 fn count(model: &Autoencoder, prefix: &str) -> usize {
-    weights::param_shapes(model).iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, s)| s.iter().product::<usize>()).sum()
+    weights::param_shapes(model)
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
 }
 
 #[test]
 fn lite_preset_parameter_counts_are_within_ten_percent_of_the_paper() {
     let model = Autoencoder::new(&ModelConfig::lite(), &[Part::Encoder, Part::Decoder], &Device::flex());
     let (enc, dec) = (count(&model, "encoder.") as f64, count(&model, "decoder.") as f64);
-    assert!((enc / 6.0e6 - 1.0).abs() < 0.10, "lite encoder has {enc} params, paper 6 M");
-    assert!((dec / 20.6e6 - 1.0).abs() < 0.10, "lite decoder has {dec} params, paper 20.6 M");
+    assert!(
+        (enc / 6.0e6 - 1.0).abs() < 0.10,
+        "lite encoder has {enc} params, paper 6 M"
+    );
+    assert!(
+        (dec / 20.6e6 - 1.0).abs() < 0.10,
+        "lite decoder has {dec} params, paper 20.6 M"
+    );
 }
 
 #[test]
 fn small_preset_fits_its_budget_at_256() {
     let device = Device::flex();
     let cfg = ModelConfig::small();
-    assert_eq!((cfg.downsample_factor(), cfg.encoder.latent_channels), (16, 8), "the paper's lite compression");
+    assert_eq!(
+        (cfg.downsample_factor(), cfg.encoder.latent_channels),
+        (16, 8),
+        "the paper's lite compression"
+    );
     let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
     let x = Tensor::<4>::zeros([1, 3, 256, 256], &device);
     let (z, enc) = macs::measure(|| model.encode(x.clone()));
     let flow = Flow::new(&cfg.flow);
-    let (_, dec) = macs::measure(|| flow.velocity(model.decoder(), x.clone(), Tensor::full([1], 0.5, &device), z.clone()));
+    let (_, dec) =
+        macs::measure(|| flow.velocity(model.decoder(), x.clone(), Tensor::full([1], 0.5, &device), z.clone()));
     let dec_params = count(&model, "decoder.");
     let base_params = count(&model, "baseline.");
     assert!(dec <= 4_000_000_000, "decoder step costs {dec} MAC at 256², budget 4 G");
     assert!(enc <= 1_500_000_000, "encoder costs {enc} MAC at 256², budget 1.5 G");
     assert!(dec_params <= 6_000_000, "decoder has {dec_params} params, budget 6 M");
     let ratio = base_params as f64 / dec_params as f64;
-    assert!((0.75..=1.33).contains(&ratio), "baseline {base_params} vs decoder {dec_params} params: not of similar size");
+    assert!(
+        (0.75..=1.33).contains(&ratio),
+        "baseline {base_params} vs decoder {dec_params} params: not of similar size"
+    );
 }
 
 #[test]
@@ -294,13 +371,29 @@ fn flex_and_wgpu_agree_on_the_tiny_model() {
     let run = |m: &Autoencoder, d: &Device| {
         let l = pipeline::encode(m, &cfg, &img, d);
         let z = host(l.z.clone());
-        (z, host(pipeline::decode(m, &cfg, &l, 3, 9, |_| {})), host(pipeline::decode_baseline(m, &l)))
+        (
+            z,
+            host(pipeline::decode(m, &cfg, &l, 3, 9, |_| {})),
+            host(pipeline::decode_baseline(m, &l)),
+        )
     };
     let (za, ia, ba) = run(&model, &flex);
     let (zb, ib, bb) = run(&gpu_model, &wgpu);
-    assert!(max_abs_diff(&za, &zb) < 1e-4, "latent differs by {}", max_abs_diff(&za, &zb));
-    assert!(max_abs_diff(&ia, &ib) < 1e-4, "decoded image differs by {}", max_abs_diff(&ia, &ib));
-    assert!(max_abs_diff(&ba, &bb) < 1e-4, "baseline differs by {}", max_abs_diff(&ba, &bb));
+    assert!(
+        max_abs_diff(&za, &zb) < 1e-4,
+        "latent differs by {}",
+        max_abs_diff(&za, &zb)
+    );
+    assert!(
+        max_abs_diff(&ia, &ib) < 1e-4,
+        "decoded image differs by {}",
+        max_abs_diff(&ia, &ib)
+    );
+    assert!(
+        max_abs_diff(&ba, &bb) < 1e-4,
+        "baseline differs by {}",
+        max_abs_diff(&ba, &bb)
+    );
 }
 
 // ---- weight file -----------------------------------------------------------------------------
@@ -308,7 +401,11 @@ fn flex_and_wgpu_agree_on_the_tiny_model() {
 fn tiny_file(storage: Storage) -> (ModelConfig, Autoencoder, Vec<u8>) {
     let device = Device::flex();
     let (cfg, model) = tiny_model(1, &device);
-    let prov = Provenance { origin: "initialised".into(), seed: Some(1), ..Default::default() };
+    let prov = Provenance {
+        origin: "initialised".into(),
+        seed: Some(1),
+        ..Default::default()
+    };
     let bytes = weights::write(&model, &cfg, &prov, storage);
     (cfg, model, bytes)
 }
@@ -332,7 +429,11 @@ fn quantized_weights_stay_within_the_bound_of_their_scheme() {
     // initialiser RNG is process-wide and other tests run in parallel).
     let (cfg, model, _) = tiny_file(Storage::F32);
     let params = weights::collect_params(&model);
-    let prov = Provenance { origin: "initialised".into(), seed: Some(1), ..Default::default() };
+    let prov = Provenance {
+        origin: "initialised".into(),
+        seed: Some(1),
+        ..Default::default()
+    };
     let file = |storage| weights::write(&model, &cfg, &prov, storage);
     for storage in [Storage::Int8, Storage::F16] {
         let bytes = file(storage);
@@ -346,16 +447,22 @@ fn quantized_weights_stay_within_the_bound_of_their_scheme() {
                 let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
                 for (i, (a, b)) in row.iter().zip(&got[r * cols..(r + 1) * cols]).enumerate() {
                     let bound = match (storage, shape.len()) {
-                        (_, 1) => 0.0,                                // 1-D tensors stay f32
+                        (_, 1) => 0.0,                                    // 1-D tensors stay f32
                         (Storage::Int8, _) => max / 127.0 / 2.0 * 1.0001, // half a quantisation step
-                        _ => a.abs() * 2f32.powi(-11) + 6e-8,          // f16 rounding (and subnormals)
+                        _ => a.abs() * 2f32.powi(-11) + 6e-8,             // f16 rounding (and subnormals)
                     };
-                    assert!((a - b).abs() <= bound, "{storage} {name}[{r},{i}]: {a} -> {b}, bound {bound}");
+                    assert!(
+                        (a - b).abs() <= bound,
+                        "{storage} {name}[{r},{i}]: {a} -> {b}, bound {bound}"
+                    );
                 }
             }
         }
     }
-    let sizes: Vec<usize> = [Storage::F32, Storage::F16, Storage::Int8].iter().map(|s| file(*s).len()).collect();
+    let sizes: Vec<usize> = [Storage::F32, Storage::F16, Storage::Int8]
+        .iter()
+        .map(|s| file(*s).len())
+        .collect();
     assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "sizes {sizes:?}");
 }
 
@@ -378,11 +485,27 @@ fn streaming_reader_yields_identical_tensors_for_every_chunk_size() {
         let (_, rest) = s.finish().unwrap();
         assert!(rest.is_empty(), "every part was taken");
         assert_eq!(taken, whole, "chunk size {chunk}");
-        let parts: Vec<_> = events.iter().filter_map(|e| match e { weights::Event::PartComplete(p) => Some(*p), _ => None }).collect();
-        assert_eq!(parts, vec![Part::Encoder, Part::Decoder, Part::Baseline], "the encoder completes first");
+        let parts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                weights::Event::PartComplete(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            vec![Part::Encoder, Part::Decoder, Part::Baseline],
+            "the encoder completes first"
+        );
         // The encoder is complete before any decoder tensor has arrived.
-        let enc_done = events.iter().position(|e| *e == weights::Event::PartComplete(Part::Encoder)).unwrap();
-        let first_dec = events.iter().position(|e| matches!(e, weights::Event::Tensor(n) if n.starts_with("decoder."))).unwrap();
+        let enc_done = events
+            .iter()
+            .position(|e| *e == weights::Event::PartComplete(Part::Encoder))
+            .unwrap();
+        let first_dec = events
+            .iter()
+            .position(|e| matches!(e, weights::Event::Tensor(n) if n.starts_with("decoder.")))
+            .unwrap();
         assert!(enc_done < first_dec || chunk >= bytes.len());
         assert!(matches!(events[0], weights::Event::Header { total } if total == bytes.len()));
     }
@@ -413,7 +536,10 @@ fn truncated_weight_file_is_rejected() {
     let (_, _, bytes) = tiny_file(Storage::Int8);
     for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
         let e = err(&bytes[..cut]);
-        assert!(e.contains("truncated") && e.contains(&format!("after {cut} bytes")), "cut {cut}: {e}");
+        assert!(
+            e.contains("truncated") && e.contains(&format!("after {cut} bytes")),
+            "cut {cut}: {e}"
+        );
     }
     let mut long = bytes.clone();
     long.push(0);
@@ -427,7 +553,10 @@ fn corrupted_weight_bytes_are_rejected_with_the_part_named() {
     let last = bad.len() - 3;
     bad[last] ^= 0x40;
     let e = err(&bad);
-    assert!(e.contains("baseline bytes are corrupted") && e.contains("SHA-256"), "{e}");
+    assert!(
+        e.contains("baseline bytes are corrupted") && e.contains("SHA-256"),
+        "{e}"
+    );
     let mut bad = bytes.clone();
     bad[10] = b'#';
     assert!(err(&bad).contains("not an epsvae weight file"), "{}", err(&bad));
@@ -439,7 +568,10 @@ fn wrong_version_is_rejected_with_a_hint() {
     let (_, _, bytes) = tiny_file(Storage::F32);
     let bad = edit_header(&bytes, |j| j["__metadata__"]["format_version"] = "2".into());
     let e = err(&bad);
-    assert!(e.contains("version 2") && e.contains("reads version 1") && e.contains("HINT"), "{e}");
+    assert!(
+        e.contains("version 2") && e.contains("reads version 1") && e.contains("HINT"),
+        "{e}"
+    );
     let bad = edit_header(&bytes, |j| j["__metadata__"]["format"] = "other".into());
     assert!(err(&bad).contains("format is \"other\""));
 }
@@ -475,6 +607,150 @@ fn wrong_shapes_missing_and_unknown_tensors_are_rejected() {
     assert!(err(&bad).contains("latent channels disagree"));
 }
 
+/// Every header field the networks divide, shift, index or allocate by is bounded before a model
+/// is built: a crafted file gets an error naming the field, never a panic.
+#[test]
+fn header_fields_out_of_bounds_are_rejected_by_name() {
+    let (_, _, bytes) = tiny_file(Storage::F32);
+    let cases: [(&str, &str, serde_json::Value, &str); 9] = [
+        ("encoder", "norm_groups", 0.into(), "encoder.norm_groups = 0"),
+        ("decoder", "head_channels", 0.into(), "decoder.head_channels = 0"),
+        (
+            "encoder",
+            "channel_mult",
+            serde_json::json!([]),
+            "encoder.channel_mult length = 0",
+        ),
+        ("decoder", "stem_unshuffle", 0.into(), "decoder.stem_unshuffle = 0"),
+        (
+            "baseline",
+            "stem_unshuffle",
+            1000000.into(),
+            "baseline.stem_unshuffle = 1000000",
+        ),
+        (
+            "decoder",
+            "base_channels",
+            (1u64 << 40).into(),
+            "decoder.base_channels = 1099511627776",
+        ),
+        ("encoder", "latent_channels", 0.into(), "encoder.latent_channels = 0"),
+        ("flow", "sigma_data", 0.0.into(), "flow.sigma_data = 0"),
+        ("flow", "time_scale", f64::MAX.into(), "flow.time_scale"),
+    ];
+    for (part, field, value, want) in cases {
+        let bad = edit_header(&bytes, |j| {
+            let mut cfg: serde_json::Value =
+                serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
+            cfg[part][field] = value.clone();
+            j["__metadata__"]["config"] = cfg.to_string().into();
+        });
+        let e = err(&bad);
+        assert!(e.contains(want), "{part}.{field} = {value}: {e}");
+    }
+}
+
+/// `weights::transplant` copies equal shapes, the shared leading block of others, and leaves
+/// parameters without a counterpart as initialised; small-f8 takes nearly all of small's tensors.
+#[test]
+fn transplant_copies_equal_shapes_and_leading_blocks() {
+    let device = Device::flex();
+    let (_, source) = tiny_model(1, &device);
+    let src: weights::HostTensors = weights::collect_params(&source)
+        .into_iter()
+        .map(|(n, s, v)| (n, (s, v)))
+        .collect();
+    let mut cfg = ModelConfig::tiny();
+    for n_z in [
+        &mut cfg.encoder.latent_channels,
+        &mut cfg.decoder.latent_channels,
+        &mut cfg.baseline.latent_channels,
+    ] {
+        *n_z = 2;
+    }
+    device.seed(2);
+    let fresh = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
+    let before: std::collections::HashMap<_, _> = weights::collect_params(&fresh)
+        .into_iter()
+        .map(|(n, s, v)| (n, (s, v)))
+        .collect();
+    let (model, report) = weights::transplant(fresh, &src, &device);
+    assert_eq!(report.copied + report.partial + report.fresh, before.len());
+    assert!(report.partial >= 3 && report.copied > report.partial, "{report:?}");
+    for (name, shape, got) in weights::collect_params(&model) {
+        let (src_shape, want) = &src[&name];
+        if *src_shape == shape {
+            assert_eq!(&got, want, "{name}: equal shapes are copied");
+        } else {
+            // Leading block along the first axis that differs; the rest keeps its initial values.
+            let axis = (0..shape.len()).find(|&a| shape[a] != src_shape[a]).unwrap();
+            assert!(
+                shape[axis] < src_shape[axis],
+                "{name}: the tiny n_z = 2 model is smaller"
+            );
+            let inner: usize = shape[axis + 1..].iter().product();
+            let inner_src: usize = src_shape[axis + 1..].iter().product();
+            let outer: usize = shape[..axis].iter().product();
+            for o in 0..outer {
+                for i in 0..shape[axis] * inner {
+                    assert_eq!(
+                        got[o * shape[axis] * inner + i],
+                        want[o * src_shape[axis] * inner_src + i],
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+    // small → small-f8 (lazy shapes only: nothing is initialised).
+    let small = Autoencoder::new(
+        &ModelConfig::small(),
+        &[Part::Encoder, Part::Decoder, Part::Baseline],
+        &device,
+    );
+    let f8 = Autoencoder::new(
+        &ModelConfig::preset("small-f8").unwrap(),
+        &[Part::Encoder, Part::Decoder, Part::Baseline],
+        &device,
+    );
+    let (a, b): (std::collections::HashMap<_, _>, Vec<_>) = (
+        weights::param_shapes(&small).into_iter().collect(),
+        weights::param_shapes(&f8),
+    );
+    let same = b
+        .iter()
+        .filter(|(n, s)| a.get(n) == Some(s))
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum::<usize>();
+    let total = b.iter().map(|(_, s)| s.iter().product::<usize>()).sum::<usize>();
+    eprintln!("small-f8: {same} of {total} values have a small counterpart of the same shape");
+    assert!(same as f64 > 0.9 * total as f64, "{same} of {total}");
+}
+
+/// small-f8's UNet reaches H/16 while its latent is at H/8: images are padded to 16, and any size
+/// comes back at its own size.
+#[test]
+fn small_f8_pads_to_sixteen_and_crops_back() {
+    let device = Device::flex();
+    let cfg = ModelConfig::preset("small-f8").unwrap();
+    assert_eq!(
+        (cfg.downsample_factor(), cfg.alignment(), cfg.encoder.latent_channels),
+        (8, 16, 4)
+    );
+    assert_eq!(
+        (ModelConfig::small().alignment(), ModelConfig::tiny().alignment()),
+        (16, 4)
+    );
+    let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
+    let img = test_image(40, 18);
+    let latent = pipeline::encode(&model, &cfg, &img, &device);
+    assert_eq!(latent.z.dims(), [1, 4, 4, 6], "48×32 padded, latent at 1/8");
+    let out = pipeline::to_image(pipeline::decode(&model, &cfg, &latent, 1, 0, |_| {}), &latent);
+    assert_eq!((out.width, out.height), (40, 18));
+    let out = pipeline::to_image(pipeline::decode_baseline(&model, &latent), &latent);
+    assert_eq!((out.width, out.height), (40, 18));
+}
+
 // ---- images ----------------------------------------------------------------------------------
 
 #[test]
@@ -493,7 +769,10 @@ fn metrics_are_perfect_for_identical_images_and_fall_with_noise() {
     assert_eq!(psnr(&a, &a), f64::INFINITY);
     assert!((ssim(&a, &a) - 1.0).abs() < 1e-12);
     let noise = flow::gaussian_noise(1, a.data.len());
-    let b = Planar { data: a.data.iter().zip(&noise).map(|(x, n)| x + 0.1 * n).collect(), ..a.clone() };
+    let b = Planar {
+        data: a.data.iter().zip(&noise).map(|(x, n)| x + 0.1 * n).collect(),
+        ..a.clone()
+    };
     let (p, s) = (psnr(&a, &b), ssim(&a, &b));
     // Noise of σ = 0.1 in [-1, 1] units is σ ≈ 12.75 in 8-bit units: PSNR ≈ 26 dB.
     assert!((24.0..28.5).contains(&p), "PSNR {p}");
@@ -502,8 +781,18 @@ fn metrics_are_perfect_for_identical_images_and_fall_with_noise() {
 
 #[test]
 fn non_images_and_bad_buffers_are_rejected() {
-    assert!(Planar::decode(b"definitely not an image").unwrap_err().to_string().contains("could not decode"));
-    assert!(Planar::from_rgba(&[0; 15], 2, 2).unwrap_err().to_string().contains("has 15 bytes; 2×2 needs 16"));
+    assert!(
+        Planar::decode(b"definitely not an image")
+            .unwrap_err()
+            .to_string()
+            .contains("could not decode")
+    );
+    assert!(
+        Planar::from_rgba(&[0; 15], 2, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("has 15 bytes; 2×2 needs 16")
+    );
     assert!(Planar::from_rgba(&[], 0, 0).is_err());
 }
 
@@ -512,7 +801,11 @@ fn shipped_weights_match_their_manifest_and_load() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights");
     let listed: Vec<weights::ManifestEntry> =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("weights/manifest.json")).unwrap();
-    assert_eq!(listed, weights::manifest(&dir).unwrap(), "run `epsvae manifest weights` after changing weights/");
+    assert_eq!(
+        listed,
+        weights::manifest(&dir).unwrap(),
+        "run `epsvae manifest weights` after changing weights/"
+    );
     assert!(!listed.is_empty());
     for e in &listed {
         let (h, _) = weights::load(&std::fs::read(dir.join(&e.file)).unwrap(), &Device::flex()).unwrap();
@@ -523,7 +816,15 @@ fn shipped_weights_match_their_manifest_and_load() {
 // ---- links -----------------------------------------------------------------------------------
 
 fn link_latent(values: Vec<f32>, c: usize, h: usize, w: usize) -> epsvae::latent::LinkLatent {
-    epsvae::latent::LinkLatent { channels: c, height: h, width: w, image_width: w * 16 - 3, image_height: h * 16, weights_tag: [1, 2, 3, 4], values }
+    epsvae::latent::LinkLatent {
+        channels: c,
+        height: h,
+        width: w,
+        image_width: w * 16 - 3,
+        image_height: h * 16,
+        weights_tag: [1, 2, 3, 4],
+        values,
+    }
 }
 
 #[test]
@@ -532,10 +833,24 @@ fn link_round_trip_error_is_within_half_a_quantisation_step() {
     for bits in [8, 6, 4, 2] {
         let l = link_latent(values.clone(), 8, 5, 7);
         let back = epsvae::latent::decode(&epsvae::latent::encode(&l, bits)).unwrap();
-        assert_eq!((back.channels, back.height, back.width, back.image_width, back.image_height, back.weights_tag), (8, 5, 7, 109, 80, [1, 2, 3, 4]));
+        assert_eq!(
+            (
+                back.channels,
+                back.height,
+                back.width,
+                back.image_width,
+                back.image_height,
+                back.weights_tag
+            ),
+            (8, 5, 7, 109, 80, [1, 2, 3, 4])
+        );
         let step = 2.0 / ((1u32 << bits) - 1) as f32;
         let err = max_abs_diff(&values, &back.values);
-        assert!(err <= step / 2.0 + 1e-6, "{bits} bits: error {err}, half step {}", step / 2.0);
+        assert!(
+            err <= step / 2.0 + 1e-6,
+            "{bits} bits: error {err}, half step {}",
+            step / 2.0
+        );
     }
 }
 
@@ -544,16 +859,32 @@ fn a_256_pixel_image_fits_in_a_short_link() {
     // The shipped model's latent of a real photo, at 256×256.
     let device = Device::flex();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (h, model) = weights::load(&std::fs::read(dir.join("weights/epsvae-small.safetensors")).unwrap(), &device).unwrap();
-    let img = Planar::decode(&std::fs::read(dir.join("www/samples/citrus.jpg")).unwrap()).unwrap().center_square(256);
+    let (h, model) = weights::load(
+        &std::fs::read(dir.join("weights/epsvae-small.safetensors")).unwrap(),
+        &device,
+    )
+    .unwrap();
+    let img = Planar::decode(&std::fs::read(dir.join("www/samples/citrus.jpg")).unwrap())
+        .unwrap()
+        .center_square(256);
     let lat = pipeline::encode(&model, &h.config, &img, &device);
     let [_, c, lh, lw] = lat.z.dims();
     let l = epsvae::latent::LinkLatent {
-        channels: c, height: lh, width: lw, image_width: 256, image_height: 256, weights_tag: [0; 4], values: host(lat.z),
+        channels: c,
+        height: lh,
+        width: lw,
+        image_width: 256,
+        image_height: 256,
+        weights_tag: [0; 4],
+        values: host(lat.z),
     };
     let text = epsvae::latent::encode(&l, h.config.latent.link_bits);
     assert!(text.len() < 4000, "{} characters", text.len());
-    assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "base64url only");
+    assert!(
+        text.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "base64url only"
+    );
 }
 
 #[test]
@@ -561,16 +892,68 @@ fn damaged_links_are_rejected_with_a_reason() {
     use epsvae::latent::{LinkError, decode, encode};
     let text = encode(&link_latent(vec![0.25; 8 * 4 * 4], 8, 4, 4), 8);
     for cut in 1..=8 {
-        let e = decode(&text[..text.len() - cut]).expect_err("a truncated link is rejected").to_string();
+        let e = decode(&text[..text.len() - cut])
+            .expect_err("a truncated link is rejected")
+            .to_string();
         assert!(e.contains("cut short"), "cut {cut}: {e}");
     }
     assert!(matches!(decode("not*base64!"), Err(LinkError::Base64(_))));
     assert!(matches!(decode(""), Err(LinkError::Corrupt(_))));
     let mut flipped = text.clone().into_bytes();
     flipped[text.len() / 2] = if flipped[text.len() / 2] == b'A' { b'B' } else { b'A' };
-    assert!(decode(std::str::from_utf8(&flipped).unwrap()).is_err(), "an altered character is caught");
-    let other = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, miniz_oxide::deflate::compress_to_vec_zlib(b"PK\x03\x04 a zip, not a latent", 6));
+    assert!(
+        decode(std::str::from_utf8(&flipped).unwrap()).is_err(),
+        "an altered character is caught"
+    );
+    let other = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        miniz_oxide::deflate::compress_to_vec_zlib(b"PK\x03\x04 a zip, not a latent", 6),
+    );
     assert!(decode(&other).unwrap_err().to_string().contains("expected \"eV\""));
+}
+
+/// Sizes are checked before anything is allocated: an over-long text, a zlib bomb, and a header
+/// that claims more values than any image needs are each refused with their figure.
+#[test]
+fn oversized_links_are_refused_before_allocating() {
+    use epsvae::latent::{LinkError, MAX_TEXT, MAX_VALUES, decode};
+    let long = "A".repeat(MAX_TEXT + 1);
+    assert_eq!(
+        decode(&long),
+        Err(LinkError::TooLong {
+            got: MAX_TEXT + 1,
+            max: MAX_TEXT
+        })
+    );
+    let b64 = |raw: &[u8]| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            miniz_oxide::deflate::compress_to_vec_zlib(raw, 10),
+        )
+    };
+    // 64 MB of zeros packs into about 64 KB of link: inflating stops at the limit.
+    let bomb = b64(&vec![0u8; 64 << 20]);
+    assert!(
+        bomb.len() < MAX_TEXT,
+        "the bomb passes the text check ({} characters)",
+        bomb.len()
+    );
+    assert!(
+        matches!(decode(&bomb), Err(LinkError::Corrupt(_))),
+        "{:?}",
+        decode(&bomb).err()
+    );
+    // A well-formed header for 255 channels of 1024×1024, with no values behind it.
+    let mut raw = b"eV\x01\x08\xff".to_vec();
+    for v in [1024u16, 1024, 64, 64] {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    raw.extend_from_slice(&[0; 4]);
+    let e = decode(&b64(&raw)).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("more than {MAX_VALUES}")) && e.contains("255 channels of 1024×1024"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -580,7 +963,18 @@ fn encoded_latents_survive_the_link_bit_for_bit() {
     let lat = pipeline::encode(&model, &cfg, &test_image(20, 12), &device);
     let [_, c, h, w] = lat.z.dims();
     let values = host(lat.z.clone());
-    let l = epsvae::latent::LinkLatent { channels: c, height: h, width: w, image_width: 20, image_height: 12, weights_tag: [0; 4], values: values.clone() };
+    let l = epsvae::latent::LinkLatent {
+        channels: c,
+        height: h,
+        width: w,
+        image_width: 20,
+        image_height: 12,
+        weights_tag: [0; 4],
+        values: values.clone(),
+    };
     let back = epsvae::latent::decode(&epsvae::latent::encode(&l, cfg.latent.link_bits)).unwrap();
-    assert_eq!(back.values, values, "the page's latent and the link's latent are the same numbers");
+    assert_eq!(
+        back.values, values,
+        "the page's latent and the link's latent are the same numbers"
+    );
 }

@@ -17,7 +17,11 @@ const DEFAULT_WEIGHTS: &str = "weights/epsvae-small.safetensors";
 const DEFAULT_BASELINE: &str = "weights/vae-small.safetensors";
 
 #[derive(Parser)]
-#[command(name = "epsvae", version, about = "ε-VAE: an image autoencoder whose decoder denoises noise into the image in 1–3 steps")]
+#[command(
+    name = "epsvae",
+    version,
+    about = "ε-VAE: an image autoencoder whose decoder denoises noise into the image in 1–3 steps"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -123,6 +127,14 @@ enum Cmd {
         /// Step from which the adversarial loss is on [default: 3000, or the run's].
         #[arg(long)]
         adv_start: Option<u64>,
+        /// Weight of the discriminator's R1 penalty (per patch; see disc::r1_penalty) [default:
+        /// 0.01, or the run's].
+        #[arg(long)]
+        r1: Option<f64>,
+        /// Steps of the learning rate's linear warm-up from 0, counted from step 0 [default: 500,
+        /// or the run's].
+        #[arg(long)]
+        warmup: Option<u64>,
         /// ε-VAE only: weight of a pixel L1 on the one-step estimate x̂0, added to the paper's
         /// losses (0 is the paper's objective) [default: 0, or the run's].
         #[arg(long, allow_hyphen_values = true)]
@@ -154,6 +166,10 @@ enum Cmd {
         /// A run may resume on another backend.
         #[arg(long, default_value = "flex")]
         backend: Backend,
+        /// A new run starts from this weight file's tensors where names match (equal shapes
+        /// copied, others' shared leading block), e.g. small-f8 from the shipped small files.
+        #[arg(long)]
+        init_from: Option<PathBuf>,
     },
     /// Training throughput (images/s, GFLOP/s and share of the CPU's f32 peak) on fresh weights.
     #[cfg(feature = "train")]
@@ -252,7 +268,9 @@ enum Cmd {
 }
 
 fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
-    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("size {s:?} is not WIDTHxHEIGHT, e.g. 256x256"))?;
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("size {s:?} is not WIDTHxHEIGHT, e.g. 256x256"))?;
     let p = |v: &str| v.parse::<usize>().ok().filter(|n| (1..=8192).contains(n));
     match (p(w), p(h)) {
         (Some(w), Some(h)) => Ok((w, h)),
@@ -273,10 +291,14 @@ fn parse_span(what: &str, s: &str, example: &str) -> std::result::Result<(u64, u
     if s == "none" {
         return Ok((u64::MAX, u64::MAX));
     }
-    let parsed = s.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    let parsed = s
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
         Some((a, b)) if a < b => Ok((a, b)),
-        _ => Err(format!("{what} {s:?} is not START:END with integer steps START < END (e.g. {example}), nor none")),
+        _ => Err(format!(
+            "{what} {s:?} is not START:END with integer steps START < END (e.g. {example}), nor none"
+        )),
     }
 }
 
@@ -288,17 +310,38 @@ fn ms(t: Instant) -> String {
 fn load_timed(path: &Path, device: &Device) -> Result<(weights::Header, Autoencoder)> {
     let t = Instant::now();
     let (header, model, nbytes) = weights::load_file(path, device)?;
-    eprintln!("load {} ({nbytes} bytes, {}, {}): {}", path.display(), header.config.preset, header.storage, ms(t));
+    eprintln!(
+        "load {} ({nbytes} bytes, {}, {}): {}",
+        path.display(),
+        header.config.preset,
+        header.storage,
+        ms(t)
+    );
     Ok((header, model))
 }
 
 fn save(p: &Planar, path: &Path) -> Result<()> {
-    p.to_rgba_image().save(path).with_context(|| format!("writing {}", path.display()))
+    p.to_rgba_image()
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Reconstruct { input, output, steps, seed, size, backend, weights, frames, baseline, baseline_weights, grid_base, temperature } => {
+        Cmd::Reconstruct {
+            input,
+            output,
+            steps,
+            seed,
+            size,
+            backend,
+            weights,
+            frames,
+            baseline,
+            baseline_weights,
+            grid_base,
+            temperature,
+        } => {
             if !(1..=100).contains(&steps) {
                 bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
             }
@@ -320,15 +363,26 @@ fn main() -> Result<()> {
             }
             let cfg = &header.config;
             if header.provenance.origin != "trained" {
-                eprintln!("note: these weights are {} (not trained); the output will not resemble the input", header.provenance.origin);
+                eprintln!(
+                    "note: these weights are {} (not trained); the output will not resemble the input",
+                    header.provenance.origin
+                );
             }
             // The baseline's own file, loaded before any decoding so that a bad one fails first.
             let vae = match &baseline {
                 Some(_) if model.baseline.is_none() => {
-                    let (h, m) = load_timed(&baseline_weights, &device)
-                        .with_context(|| format!("{} has no baseline decoder, so --baseline needs --baseline-weights", weights.display()))?;
+                    let (h, m) = load_timed(&baseline_weights, &device).with_context(|| {
+                        format!(
+                            "{} has no baseline decoder, so --baseline needs --baseline-weights",
+                            weights.display()
+                        )
+                    })?;
                     if m.baseline.is_none() {
-                        bail!("--baseline-weights {} has no baseline decoder; parts are {:?}", baseline_weights.display(), h.part_list());
+                        bail!(
+                            "--baseline-weights {} has no baseline decoder; parts are {:?}",
+                            baseline_weights.display(),
+                            h.part_list()
+                        );
                     }
                     Some((h, m))
                 }
@@ -343,7 +397,12 @@ fn main() -> Result<()> {
             let latent = pipeline::encode(&model, cfg, &img, &device);
             let [_, nz, lh, lw] = latent.z.dims();
             let _ = latent.z.clone().into_data(); // wait for the work, so the timing is honest
-            eprintln!("encode {}x{} -> latent {nz}x{lh}x{lw}: {}", img.width, img.height, ms(t));
+            eprintln!(
+                "encode {}x{} -> latent {nz}x{lh}x{lw}: {}",
+                img.width,
+                img.height,
+                ms(t)
+            );
             if let Some(dir) = &frames {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             }
@@ -351,7 +410,13 @@ fn main() -> Result<()> {
             let mut err = None;
             let out = pipeline::decode(&model, cfg, &latent, steps, seed, |f| {
                 let x0 = Planar::from_tensor(f.x0_hat.clone()).crop(img.width, img.height);
-                eprintln!("step {}/{steps} t {:.4} -> {:.4}: {}", f.index + 1, f.t, f.t_next, ms(last));
+                eprintln!(
+                    "step {}/{steps} t {:.4} -> {:.4}: {}",
+                    f.index + 1,
+                    f.t,
+                    f.t_next,
+                    ms(last)
+                );
                 if let Some(dir) = &frames {
                     let shown = f.x_t.clone() * epsvae::flow::Flow::new(&cfg.flow).display_scale(f.t);
                     let xt = Planar::from_tensor(shown).crop(img.width, img.height);
@@ -368,7 +433,12 @@ fn main() -> Result<()> {
             }
             let rec = pipeline::to_image(out, &latent);
             save(&rec, &output)?;
-            eprintln!("wrote {} (PSNR {:.2} dB, SSIM {:.4} against the input)", output.display(), psnr(&img, &rec), ssim(&img, &rec));
+            eprintln!(
+                "wrote {} (PSNR {:.2} dB, SSIM {:.4} against the input)",
+                output.display(),
+                psnr(&img, &rec),
+                ssim(&img, &rec)
+            );
             if let Some(path) = baseline {
                 let t = Instant::now();
                 let b = match &vae {
@@ -379,8 +449,18 @@ fn main() -> Result<()> {
                     }
                 };
                 save(&b, &path)?;
-                let how = if vae.is_some() { " (encode with its own encoder, decode)" } else { "" };
-                eprintln!("baseline decode{how}: {} -> {} (PSNR {:.2} dB, SSIM {:.4})", ms(t), path.display(), psnr(&img, &b), ssim(&img, &b));
+                let how = if vae.is_some() {
+                    " (encode with its own encoder, decode)"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "baseline decode{how}: {} -> {} (PSNR {:.2} dB, SSIM {:.4})",
+                    ms(t),
+                    path.display(),
+                    psnr(&img, &b),
+                    ssim(&img, &b)
+                );
             }
             eprintln!("total: {}", ms(t0));
         }
@@ -395,23 +475,37 @@ fn main() -> Result<()> {
             }
             println!("bytes       {nbytes}");
             println!("sha256      {}", weights::sha256_hex(&bytes));
-            println!("f, n_z      {}, {} (compression {}:1 of 8-bit RGB to f32 latent values)", cfg.downsample_factor(), cfg.encoder.latent_channels,
-                3 * cfg.downsample_factor().pow(2) / cfg.encoder.latent_channels);
+            println!(
+                "f, n_z      {}, {} (compression {}:1 of 8-bit RGB to f32 latent values)",
+                cfg.downsample_factor(),
+                cfg.encoder.latent_channels,
+                3 * cfg.downsample_factor().pow(2) / cfg.encoder.latent_channels
+            );
             print_costs(&model, cfg, size, &device);
             println!("config      {}", serde_json::to_string(cfg)?);
             println!("provenance  {}", serde_json::to_string(&header.provenance)?);
         }
-        Cmd::Quantize { input, output, to, temperature } => {
+        Cmd::Quantize {
+            input,
+            output,
+            to,
+            temperature,
+        } => {
             if let Some(e) = epsvae::config::temperature_error(temperature) {
                 bail!("--temperature {e}");
             }
             let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-            let (mut header, tensors) = weights::read(&bytes).with_context(|| format!("reading {}", input.display()))?;
+            let (mut header, tensors) =
+                weights::read(&bytes).with_context(|| format!("reading {}", input.display()))?;
             if temperature.is_some() {
                 header.config.flow.temperature = temperature;
             }
             if header.storage != Storage::F32 {
-                eprintln!("note: {} is already {}; re-quantising compounds the error", input.display(), header.storage);
+                eprintln!(
+                    "note: {} is already {}; re-quantising compounds the error",
+                    input.display(),
+                    header.storage
+                );
             }
             let model = Autoencoder::new(&header.config, &header.part_list(), &Device::flex());
             let params: Vec<_> = weights::param_shapes(&model)
@@ -423,14 +517,46 @@ fn main() -> Result<()> {
                 .collect();
             let out = weights::encode(&params, &header.config, &header.provenance, to);
             std::fs::write(&output, &out).with_context(|| format!("writing {}", output.display()))?;
-            println!("{} ({} bytes, {}) -> {} ({} bytes, {to})", input.display(), bytes.len(), header.storage, output.display(), out.len());
+            println!(
+                "{} ({} bytes, {}) -> {} ({} bytes, {to})",
+                input.display(),
+                bytes.len(),
+                header.storage,
+                output.display(),
+                out.len()
+            );
         }
         #[cfg(feature = "train")]
-        Cmd::Train { run, preset, model, data, lpips, steps, batch, crop, max_seconds, seed, val_every, adv_start, x0_l1, decode_loss, decode_steps, ema, checkpoint_every, decay, rewarm, backend } => {
+        Cmd::Train {
+            run,
+            preset,
+            model,
+            data,
+            lpips,
+            steps,
+            batch,
+            crop,
+            max_seconds,
+            seed,
+            val_every,
+            adv_start,
+            r1,
+            warmup,
+            x0_l1,
+            decode_loss,
+            decode_steps,
+            ema,
+            checkpoint_every,
+            decay,
+            rewarm,
+            backend,
+            init_from,
+        } => {
             // A resumed run keeps the recipe in its train.json; flags given here override it.
             let saved = run.join("train.json");
             let mut cfg = if saved.exists() {
-                let mut c: epsvae::train::trainer::TrainConfig = serde_json::from_slice(&std::fs::read(&saved)?).with_context(|| format!("reading {}", saved.display()))?;
+                let mut c: epsvae::train::trainer::TrainConfig = serde_json::from_slice(&std::fs::read(&saved)?)
+                    .with_context(|| format!("reading {}", saved.display()))?;
                 (c.preset, c.model) = (preset, model); // checked against the run by Trainer::open
                 c
             } else {
@@ -442,16 +568,35 @@ fn main() -> Result<()> {
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.val_every = val_every.unwrap_or(cfg.val_every);
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
+            cfg.warmup = warmup.unwrap_or(cfg.warmup);
+            if let Some(w) = r1 {
+                if !(w.is_finite() && w >= 0.0) {
+                    bail!("--r1 {w}: expected a finite weight of 0 or more, such as 0.01");
+                }
+                cfg.r1_weight = w;
+            }
             // The ε-VAE's optional extra losses: a weight of 0 or more, and only on the epsvae model.
             let eps_only = |flag: &str, w: Option<f64>, why: &str| -> Result<Option<f64>> {
                 match w {
-                    Some(w) if !(w.is_finite() && w >= 0.0) => bail!("{flag} {w}: expected a finite weight of 0 or more"),
-                    Some(w) if w > 0.0 && cfg.model != epsvae::train::trainer::ModelKind::Epsvae => bail!("{flag} {w}: {why}"),
+                    Some(w) if !(w.is_finite() && w >= 0.0) => {
+                        bail!("{flag} {w}: expected a finite weight of 0 or more")
+                    }
+                    Some(w) if w > 0.0 && cfg.model != epsvae::train::trainer::ModelKind::Epsvae => {
+                        bail!("{flag} {w}: {why}")
+                    }
                     w => Ok(w),
                 }
             };
-            let x0_l1 = eps_only("--x0-l1", x0_l1, "only the epsvae model has a one-step estimate x̂0 (the vae's L1 has weight 1)")?;
-            let decode_loss = eps_only("--decode-loss", decode_loss, "only the epsvae model decodes from noise (the vae decodes in one pass, scored by its L1 and ST-LPIPS)")?;
+            let x0_l1 = eps_only(
+                "--x0-l1",
+                x0_l1,
+                "only the epsvae model has a one-step estimate x̂0 (the vae's L1 has weight 1)",
+            )?;
+            let decode_loss = eps_only(
+                "--decode-loss",
+                decode_loss,
+                "only the epsvae model decodes from noise (the vae decodes in one pass, scored by its L1 and ST-LPIPS)",
+            )?;
             cfg.x0_l1_weight = x0_l1.unwrap_or(cfg.x0_l1_weight);
             cfg.decode_weight = decode_loss.unwrap_or(cfg.decode_weight);
             if let Some(n) = decode_steps {
@@ -470,18 +615,44 @@ fn main() -> Result<()> {
             (cfg.decay_start, cfg.decay_end) = decay.unwrap_or((cfg.decay_start, cfg.decay_end));
             (cfg.rewarm_start, cfg.rewarm_end) = rewarm.unwrap_or((cfg.rewarm_start, cfg.rewarm_end));
             if cfg.steps > cfg.decay_end {
-                bail!("--steps {} goes past the end of the run's learning-rate decay (rate 0 from step {}): give --decay START:END with a later END, or --decay none", cfg.steps, cfg.decay_end);
+                bail!(
+                    "--steps {} goes past the end of the run's learning-rate decay (rate 0 from step {}): give --decay START:END with a later END, or --decay none",
+                    cfg.steps,
+                    cfg.decay_end
+                );
+            }
+            if let Some(p) = init_from {
+                if !p.is_file() {
+                    bail!(
+                        "--init-from {}: no such file (expected a weight file such as weights/epsvae-small.safetensors)",
+                        p.display()
+                    );
+                }
+                cfg.init_from = Some(p.display().to_string());
             }
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, device)?;
         }
         #[cfg(feature = "train")]
-        Cmd::BenchTrain { backend, preset, model, batch, crop, adversarial, warmup, steps, peak_gflops, lpips } => {
+        Cmd::BenchTrain {
+            backend,
+            preset,
+            model,
+            batch,
+            crop,
+            adversarial,
+            warmup,
+            steps,
+            peak_gflops,
+            lpips,
+        } => {
             use epsvae::train::trainer::{TrainConfig, bench};
             if steps == 0 {
                 bail!("--steps 0: expected at least one timed step");
             }
-            println!("| backend | model | adversarial | batch × crop | s/step (median) | images/s | GFLOP/s | share of {peak_gflops:.0} GFLOP/s peak |");
+            println!(
+                "| backend | model | adversarial | batch × crop | s/step (median) | images/s | GFLOP/s | share of {peak_gflops:.0} GFLOP/s peak |"
+            );
             println!("|---|---|---|---|---|---|---|---|");
             for &m in &model {
                 for adv in [false, true] {
@@ -507,13 +678,36 @@ fn main() -> Result<()> {
             }
         }
         #[cfg(feature = "train")]
-        Cmd::Eval { data, size, steps, seeds, weights, baseline, lpips, json, grid_base, temperature, backend } => {
+        Cmd::Eval {
+            data,
+            size,
+            steps,
+            seeds,
+            weights,
+            baseline,
+            lpips,
+            json,
+            grid_base,
+            temperature,
+            backend,
+        } => {
             use epsvae::train::eval;
             if steps.iter().any(|s| !(1..=100).contains(s)) || seeds == 0 {
                 bail!("--steps must lie in 1..=100 and --seeds be at least 1");
             }
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
-            let rows = eval::evaluate(&data, size, &weights, baseline.as_deref(), &steps, seeds, &grid_base, &temperature, &lpips, device)?;
+            let rows = eval::evaluate(
+                &data,
+                size,
+                &weights,
+                baseline.as_deref(),
+                &steps,
+                seeds,
+                &grid_base,
+                &temperature,
+                &lpips,
+                device,
+            )?;
             print!("{}", eval::markdown(&rows, size));
             if let Some(j) = json {
                 std::fs::write(&j, serde_json::to_string_pretty(&rows)?)?;
@@ -521,7 +715,10 @@ fn main() -> Result<()> {
         }
         Cmd::Serve { dir, port } => {
             if !dir.join("index.html").is_file() {
-                bail!("{} has no index.html\n---> HINT: build the site first with `bash tools/site.sh`", dir.display());
+                bail!(
+                    "{} has no index.html\n---> HINT: build the site first with `bash tools/site.sh`",
+                    dir.display()
+                );
             }
             epsvae::serve::serve(&dir, port).with_context(|| format!("serving on 127.0.0.1:{port}"))?;
         }
@@ -534,7 +731,13 @@ fn main() -> Result<()> {
             }
             println!("wrote {}", path.display());
         }
-        Cmd::Init { output, preset, parts, seed, storage } => {
+        Cmd::Init {
+            output,
+            preset,
+            parts,
+            seed,
+            storage,
+        } => {
             let cfg = ModelConfig::preset(&preset)
                 .with_context(|| format!("preset {preset:?} is not one of {:?}", ModelConfig::PRESETS))?;
             let mut list = vec![Part::Encoder];
@@ -558,7 +761,11 @@ fn main() -> Result<()> {
             };
             let out = weights::write(&model, &cfg, &prov, storage);
             std::fs::write(&output, &out).with_context(|| format!("writing {}", output.display()))?;
-            println!("wrote {} ({} bytes, preset {preset}, seed {seed}, {storage})", output.display(), out.len());
+            println!(
+                "wrote {} ({} bytes, preset {preset}, seed {seed}, {storage})",
+                output.display(),
+                out.len()
+            );
         }
     }
     Ok(())
@@ -567,19 +774,35 @@ fn main() -> Result<()> {
 /// Parameter counts and measured multiply-accumulates per part at `size`×`size`.
 fn print_costs(model: &Autoencoder, cfg: &ModelConfig, size: usize, device: &Device) {
     let count = |prefix: &str| -> usize {
-        weights::param_shapes(model).iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, s)| s.iter().product::<usize>()).sum()
+        weights::param_shapes(model)
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     };
     let x = burn::tensor::Tensor::<4>::zeros([1, 3, size, size], device);
     let (z, enc) = macs::measure(|| model.encode(x.clone()));
-    println!("encoder     {:>9} params, {:.3} GMAC at {size}x{size}", count("encoder."), enc as f64 / 1e9);
+    println!(
+        "encoder     {:>9} params, {:.3} GMAC at {size}x{size}",
+        count("encoder."),
+        enc as f64 / 1e9
+    );
     if let Some(d) = &model.decoder {
         let flow = epsvae::flow::Flow::new(&cfg.flow);
         let t = burn::tensor::Tensor::<1>::full([1], 0.5, device);
         let (_, dec) = macs::measure(|| flow.velocity(d, x.clone(), t, z.clone()));
-        println!("decoder     {:>9} params, {:.3} GMAC per step at {size}x{size}", count("decoder."), dec as f64 / 1e9);
+        println!(
+            "decoder     {:>9} params, {:.3} GMAC per step at {size}x{size}",
+            count("decoder."),
+            dec as f64 / 1e9
+        );
     }
     if let Some(b) = &model.baseline {
         let (_, base) = macs::measure(|| b.forward(z.clone()));
-        println!("baseline    {:>9} params, {:.3} GMAC at {size}x{size}", count("baseline."), base as f64 / 1e9);
+        println!(
+            "baseline    {:>9} params, {:.3} GMAC at {size}x{size}",
+            count("baseline."),
+            base as f64 / 1e9
+        );
     }
 }

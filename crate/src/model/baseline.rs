@@ -3,12 +3,12 @@
 //! with 2× nearest upsampling between levels, GN, SiLU, conv3×3, pixel shuffle.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::GroupNorm;
+use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{conv, conv_fwd, group_norm, pixel_shuffle, ResBlock, Upsample};
+use super::blocks::{ResBlock, Upsample, conv, conv_fwd, group_norm, pixel_shuffle};
 use crate::config::BaselineConfig;
 
 #[derive(Module, Debug)]
@@ -52,7 +52,9 @@ impl BaselineDecoder {
             .collect();
         Self {
             stem: conv(cfg.latent_channels, top, 3, 1, device),
-            mid: (0..cfg.mid_blocks).map(|_| ResBlock::new(top, top, None, g, device)).collect(),
+            mid: (0..cfg.mid_blocks)
+                .map(|_| ResBlock::new(top, top, None, g, device))
+                .collect(),
             levels,
             norm_out: group_norm(widths[0], g, true, device),
             conv_out: conv(widths[0], cfg.image_channels * r * r, 3, 1, device),

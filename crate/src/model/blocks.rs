@@ -118,7 +118,9 @@ impl Attention {
         let (n, nh) = (h * w, self.heads);
         let d = c / nh;
         let t = self.norm.forward(x.clone()).reshape([b, c, n]).swap_dims(1, 2); // [B, N, C]
-        let qkv = linear_fwd(&self.qkv, t).reshape([b, n, 3, nh, d]).permute([2, 0, 3, 1, 4]); // [3, B, nh, N, d]
+        let qkv = linear_fwd(&self.qkv, t)
+            .reshape([b, n, 3, nh, d])
+            .permute([2, 0, 3, 1, 4]); // [3, B, nh, N, d]
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, nh, n, d]);
         let k = qkv.clone().narrow(0, 1, 1).reshape([b, nh, n, d]);
         let v = qkv.narrow(0, 2, 1).reshape([b, nh, n, d]);
@@ -138,7 +140,9 @@ pub struct Downsample {
 
 impl Downsample {
     pub fn new(channels: usize, device: &Device) -> Self {
-        Self { conv: conv(channels, channels, 3, 2, device) }
+        Self {
+            conv: conv(channels, channels, 3, 2, device),
+        }
     }
     /// [B, C, H, W] → [B, C, H/2, W/2]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -154,7 +158,9 @@ pub struct Upsample {
 
 impl Upsample {
     pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
-        Self { conv: conv(cin, cout, 3, 1, device) }
+        Self {
+            conv: conv(cin, cout, 3, 1, device),
+        }
     }
     /// [B, Cin, H, W] → [B, Cout, 2H, 2W]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -167,7 +173,10 @@ pub fn upsample_nearest(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
     if x.dims()[2..] == size {
         return x;
     }
-    interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size))
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size),
+    )
 }
 
 /// Folds each r×r patch into channels: [B, C, H, W] → [B, C·r², H/r, W/r] (channel order c·r² + i·r + j,
@@ -177,7 +186,10 @@ pub fn pixel_unshuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
         return x;
     }
     let [b, c, h, w] = x.dims();
-    assert!(h % r == 0 && w % r == 0, "pixel_unshuffle: {h}×{w} is not a multiple of {r}");
+    assert!(
+        h % r == 0 && w % r == 0,
+        "pixel_unshuffle: {h}×{w} is not a multiple of {r}"
+    );
     x.reshape([b * c, h / r, r, w / r, r])
         .permute([0, 2, 4, 1, 3])
         .reshape([b, c * r * r, h / r, w / r])

@@ -9,8 +9,8 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{
-    conv, conv_fwd, group_norm, linear_fwd, pixel_shuffle, pixel_unshuffle, timestep_embedding,
-    upsample_nearest, Attention, Downsample, ResBlock, Upsample,
+    Attention, Downsample, ResBlock, Upsample, conv, conv_fwd, group_norm, linear_fwd, pixel_shuffle, pixel_unshuffle,
+    timestep_embedding, upsample_nearest,
 };
 use crate::config::DecoderConfig;
 
@@ -141,7 +141,9 @@ impl Decoder {
             }
         }
         let mut h = hs.last().expect("down path output").clone();
-        h = self.mid2.forward(self.mid_attn.forward(self.mid1.forward(h, Some(&emb))), Some(&emb));
+        h = self
+            .mid2
+            .forward(self.mid_attn.forward(self.mid1.forward(h, Some(&emb))), Some(&emb));
         for level in &self.up {
             for b in &level.blocks {
                 let s = hs.pop().expect("a skip for every up block");

@@ -3,12 +3,12 @@
 //! GN, SiLU, conv1×1 to n_z).
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::GroupNorm;
+use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{conv, conv_fwd, group_norm, pixel_unshuffle, Downsample, ResBlock};
+use super::blocks::{Downsample, ResBlock, conv, conv_fwd, group_norm, pixel_unshuffle};
 use crate::config::EncoderConfig;
 
 #[derive(Module, Debug)]
@@ -42,14 +42,19 @@ impl Encoder {
                     .collect();
                 cin = w;
                 let last = l + 1 == widths.len();
-                EncoderLevel { blocks, down: (!last).then(|| Downsample::new(w, device)) }
+                EncoderLevel {
+                    blocks,
+                    down: (!last).then(|| Downsample::new(w, device)),
+                }
             })
             .collect();
         let top = *widths.last().expect("at least one level");
         Self {
             stem: conv(cfg.in_channels * r * r, widths[0], 3, 1, device),
             levels,
-            mid: (0..cfg.mid_blocks).map(|_| ResBlock::new(top, top, None, g, device)).collect(),
+            mid: (0..cfg.mid_blocks)
+                .map(|_| ResBlock::new(top, top, None, g, device))
+                .collect(),
             norm_out: group_norm(top, g, true, device),
             conv_out: conv(top, cfg.latent_channels, 1, 1, device),
             unshuffle: r,

@@ -59,7 +59,9 @@ impl Autoencoder {
         }
         Self {
             encoder: Encoder::new(&cfg.encoder, device),
-            decoder: parts.contains(&Part::Decoder).then(|| Decoder::new(&cfg.decoder, device)),
+            decoder: parts
+                .contains(&Part::Decoder)
+                .then(|| Decoder::new(&cfg.decoder, device)),
             baseline: parts
                 .contains(&Part::Baseline)
                 .then(|| BaselineDecoder::new(&cfg.baseline, device)),
@@ -83,10 +85,14 @@ impl Autoencoder {
     }
 
     pub fn decoder(&self) -> &Decoder {
-        self.decoder.as_ref().expect("this model has no ε-decoder (a VAE baseline file?)")
+        self.decoder
+            .as_ref()
+            .expect("this model has no ε-decoder (a VAE baseline file?)")
     }
 
     pub fn baseline(&self) -> &BaselineDecoder {
-        self.baseline.as_ref().expect("this model has no baseline decoder (an ε-VAE file?)")
+        self.baseline
+            .as_ref()
+            .expect("this model has no baseline decoder (an ε-VAE file?)")
     }
 }

@@ -36,23 +36,36 @@ impl Corpus {
     /// Loads the photos of `split` ("train" or "val") listed in `dir/manifest.json`.
     pub fn load(dir: &Path, split: &str) -> Result<Self> {
         let manifest = dir.join("manifest.json");
-        let records: Vec<Record> = serde_json::from_slice(
-            &std::fs::read(&manifest)
-                .with_context(|| format!("reading {}\n---> HINT: build the corpus with `python3 tools/corpus.py`", manifest.display()))?,
-        )
+        let records: Vec<Record> = serde_json::from_slice(&std::fs::read(&manifest).with_context(|| {
+            format!(
+                "reading {}\n---> HINT: build the corpus with `python3 tools/corpus.py`",
+                manifest.display()
+            )
+        })?)
         .with_context(|| format!("parsing {}", manifest.display()))?;
-        let files: Vec<String> = records.into_iter().filter(|r| r.split == split).map(|r| r.file).collect();
+        let files: Vec<String> = records
+            .into_iter()
+            .filter(|r| r.split == split)
+            .map(|r| r.file)
+            .collect();
         if files.is_empty() {
             bail!("{} lists no {split} photos", manifest.display());
         }
         let images = files
             .iter()
             .map(|f| {
-                let img = image::open(dir.join(f)).with_context(|| format!("decoding {f}"))?.to_rgb8();
+                let img = image::open(dir.join(f))
+                    .with_context(|| format!("decoding {f}"))?
+                    .to_rgb8();
                 let long = img.width().max(img.height());
                 Ok(if long > MAX_SIDE {
                     let s = MAX_SIDE as f64 / long as f64;
-                    imageops::resize(&img, (img.width() as f64 * s) as u32, (img.height() as f64 * s) as u32, FilterType::Triangle)
+                    imageops::resize(
+                        &img,
+                        (img.width() as f64 * s) as u32,
+                        (img.height() as f64 * s) as u32,
+                        FilterType::Triangle,
+                    )
                 } else {
                     img
                 })
@@ -75,12 +88,20 @@ impl Corpus {
             let x = (uniform(rng) * (img.width() - side + 1) as f64) as u32;
             let y = (uniform(rng) * (img.height() - side + 1) as f64) as u32;
             let region = imageops::crop_imm(img, x, y, side, side).to_image();
-            let mut crop = if side == size { region } else { imageops::resize(&region, size, size, FilterType::Triangle) };
+            let mut crop = if side == size {
+                region
+            } else {
+                imageops::resize(&region, size, size, FilterType::Triangle)
+            };
             if rng.next_u64() & 1 == 1 {
                 imageops::flip_horizontal_in_place(&mut crop);
             }
             let rgba = image::DynamicImage::ImageRgb8(crop).to_rgba8();
-            out.extend(Planar::from_rgba(rgba.as_raw(), size as usize, size as usize).expect("consistent crop").data);
+            out.extend(
+                Planar::from_rgba(rgba.as_raw(), size as usize, size as usize)
+                    .expect("consistent crop")
+                    .data,
+            );
         }
         out
     }

@@ -36,7 +36,11 @@ pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg", "webp"].contains(&e.to_lowercase().as_str())))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["png", "jpg", "jpeg", "webp"].contains(&e.to_lowercase().as_str()))
+        })
         .collect();
     v.sort();
     if v.is_empty() {
@@ -65,22 +69,50 @@ pub fn evaluate(
     if let Some(n) = grid_bases.iter().find(|n| !crate::config::is_grid_base(**n)) {
         bail!("grid base {n}: expected a number ≥ 1 (the paper's is 100; 1 is the uniform grid)");
     }
-    if let Some(e) = temperatures.iter().find_map(|t| crate::config::temperature_error(Some(*t))) {
+    if let Some(e) = temperatures
+        .iter()
+        .find_map(|t| crate::config::temperature_error(Some(*t)))
+    {
         bail!("temperature {e}");
     }
     let lpips = StLpips::load(lpips_path, &device)?;
     let images: Vec<Planar> = image_files(dir)?
         .iter()
-        .map(|p| Ok(Planar::decode(&std::fs::read(p)?).with_context(|| p.display().to_string())?.center_square(size)))
+        .map(|p| {
+            Ok(Planar::decode(&std::fs::read(p)?)
+                .with_context(|| p.display().to_string())?
+                .center_square(size))
+        })
         .collect::<Result<_>>()?;
     let score = |a: &Planar, b: &Planar| -> [f64; 3] {
         let l = lpips.forward(a.to_tensor(&device), b.to_tensor(&device));
-        [psnr(a, b), ssim(a, b), l.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32")[0] as f64]
+        [
+            psnr(a, b),
+            ssim(a, b),
+            l.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32")[0] as f64,
+        ]
     };
     let mut rows = Vec::new();
-    let mut push = |name: String, steps: Option<usize>, flow: Option<(f64, f64)>, sums: [f64; 3], n: usize, seeds: usize, seed_mean: bool| {
+    let mut push = |name: String,
+                    steps: Option<usize>,
+                    flow: Option<(f64, f64)>,
+                    sums: [f64; 3],
+                    n: usize,
+                    seeds: usize,
+                    seed_mean: bool| {
         let (grid_base, temperature) = (flow.map(|f| f.0), flow.map(|f| f.1));
-        rows.push(Row { decoder: name, steps, grid_base, temperature, psnr: sums[0] / n as f64, ssim: sums[1] / n as f64, st_lpips: sums[2] / n as f64, images: images.len(), seeds, seed_mean });
+        rows.push(Row {
+            decoder: name,
+            steps,
+            grid_base,
+            temperature,
+            psnr: sums[0] / n as f64,
+            ssim: sums[1] / n as f64,
+            st_lpips: sums[2] / n as f64,
+            images: images.len(),
+            seeds,
+            seed_mean,
+        });
     };
     if let Some(vp) = vae_weights {
         let (h, m, _) = weights::load_file(vp, &device)?;
@@ -93,9 +125,20 @@ pub fn evaluate(
         push("VAE".into(), None, None, s, images.len(), 1, false);
     }
     let (h, m, _) = weights::load_file(epsvae_weights, &device)?;
-    let bases = if grid_bases.is_empty() { vec![h.config.flow.grid_base()] } else { grid_bases.to_vec() };
-    let latents: Vec<_> = images.iter().map(|img| pipeline::encode(&m, &h.config, img, &device)).collect();
-    let temps = if temperatures.is_empty() { vec![h.config.flow.temperature()] } else { temperatures.to_vec() };
+    let bases = if grid_bases.is_empty() {
+        vec![h.config.flow.grid_base()]
+    } else {
+        grid_bases.to_vec()
+    };
+    let latents: Vec<_> = images
+        .iter()
+        .map(|img| pipeline::encode(&m, &h.config, img, &device))
+        .collect();
+    let temps = if temperatures.is_empty() {
+        vec![h.config.flow.temperature()]
+    } else {
+        temperatures.to_vec()
+    };
     for (&base, &tau) in bases.iter().flat_map(|b| temps.iter().map(move |t| (b, t))) {
         let mut cfg = h.config.clone();
         cfg.flow.grid_base = Some(base);
@@ -110,16 +153,44 @@ pub fn evaluate(
                     mean.iter_mut().zip(&out.data).for_each(|(a, b)| *a += b / seeds as f32);
                 }
                 if seeds > 1 {
-                    let mean = Planar { width: img.width, height: img.height, data: mean };
+                    let mean = Planar {
+                        width: img.width,
+                        height: img.height,
+                        data: mean,
+                    };
                     sm.iter_mut().zip(score(img, &mean)).for_each(|(a, b)| *a += b);
                 }
             }
-            let grid = if bases.len() > 1 { format!(", grid n = {base}") } else { String::new() };
-            let temp = if temps.len() > 1 || tau != 1.0 { format!(", τ = {tau}") } else { String::new() };
+            let grid = if bases.len() > 1 {
+                format!(", grid n = {base}")
+            } else {
+                String::new()
+            };
+            let temp = if temps.len() > 1 || tau != 1.0 {
+                format!(", τ = {tau}")
+            } else {
+                String::new()
+            };
             let name = format!("ε-VAE {n} step{}{grid}{temp}", if n == 1 { "" } else { "s" });
-            push(name.clone(), Some(n), Some((base, tau)), s, images.len() * seeds, seeds, false);
+            push(
+                name.clone(),
+                Some(n),
+                Some((base, tau)),
+                s,
+                images.len() * seeds,
+                seeds,
+                false,
+            );
             if seeds > 1 {
-                push(format!("{name}, mean image of {seeds} seeds"), Some(n), Some((base, tau)), sm, images.len(), seeds, true);
+                push(
+                    format!("{name}, mean image of {seeds} seeds"),
+                    Some(n),
+                    Some((base, tau)),
+                    sm,
+                    images.len(),
+                    seeds,
+                    true,
+                );
             }
         }
     }
@@ -129,7 +200,10 @@ pub fn evaluate(
 pub fn markdown(rows: &[Row], size: usize) -> String {
     let mut s = format!("| decoder ({size}×{size}) | PSNR (dB) ↑ | SSIM ↑ | ST-LPIPS ↓ |\n|---|---|---|---|\n");
     for r in rows {
-        s.push_str(&format!("| {} | {:.2} | {:.4} | {:.4} |\n", r.decoder, r.psnr, r.ssim, r.st_lpips));
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.4} | {:.4} |\n",
+            r.decoder, r.psnr, r.ssim, r.st_lpips
+        ));
     }
     s
 }

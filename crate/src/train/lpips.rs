@@ -12,17 +12,29 @@ use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::module::{conv2d, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::ops::PadMode;
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::HashMap;
 
 use crate::model::blocks::conv_fwd;
 
 /// The trunk's convolutions: (in, out, kernel, padding) of features 0, 5, 9, 11, 13.
-const CONVS: [(usize, usize, usize, usize); 5] = [(3, 64, 11, 2), (64, 192, 5, 2), (192, 384, 3, 1), (384, 256, 3, 1), (256, 256, 3, 1)];
+const CONVS: [(usize, usize, usize, usize); 5] = [
+    (3, 64, 11, 2),
+    (64, 192, 5, 2),
+    (192, 384, 3, 1),
+    (384, 256, 3, 1),
+    (256, 256, 3, 1),
+];
 /// Their names in the PyTorch state dict (slice of the trunk, index inside `features`).
-const CONV_KEYS: [&str; 5] = ["net.slice1.0", "net.slice2.5", "net.slice3.9", "net.slice4.11", "net.slice5.13"];
+const CONV_KEYS: [&str; 5] = [
+    "net.slice1.0",
+    "net.slice2.5",
+    "net.slice3.9",
+    "net.slice4.11",
+    "net.slice5.13",
+];
 
 #[derive(Module, Debug)]
 pub struct StLpips {
@@ -36,20 +48,34 @@ impl StLpips {
         Self {
             convs: CONVS
                 .iter()
-                .map(|&(i, o, k, p)| Conv2dConfig::new([i, o], [k, k]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init(device))
+                .map(|&(i, o, k, p)| {
+                    Conv2dConfig::new([i, o], [k, k])
+                        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                        .init(device)
+                })
                 .collect(),
-            lins: CONVS.iter().map(|&(_, o, _, _)| Param::from_tensor(Tensor::zeros([1, o, 1, 1], device))).collect(),
+            lins: CONVS
+                .iter()
+                .map(|&(_, o, _, _)| Param::from_tensor(Tensor::zeros([1, o, 1, 1], device)))
+                .collect(),
         }
     }
 
     /// Loads the network from the wheel's `alex_shift_tolerant.pth`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let reader = pytorch_reader::PytorchReader::new(path)
-            .with_context(|| format!("reading {}\n---> HINT: `python3 tools/corpus.py` fetches it from the stlpips-pytorch wheel", path.display()))?;
+        let reader = pytorch_reader::PytorchReader::new(path).with_context(|| {
+            format!(
+                "reading {}\n---> HINT: `python3 tools/corpus.py` fetches it from the stlpips-pytorch wheel",
+                path.display()
+            )
+        })?;
         let mut tensors: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
         for (name, t) in reader.tensors() {
             let bytes = t.read().with_context(|| format!("{}: tensor {name}", path.display()))?;
-            let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                .collect();
             tensors.insert(name.clone(), (t.shape().to_vec(), values));
         }
         let mut take = |name: String, shape: &[usize]| -> Result<Tensor<1>> {
@@ -61,7 +87,10 @@ impl StLpips {
             if s.iter().product::<usize>() != shape.iter().product::<usize>() {
                 bail!("{}: tensor {name} has shape {s:?}, expected {shape:?}", path.display());
             }
-            Ok(Tensor::from_data(TensorData::new(v, [shape.iter().product::<usize>()]), device))
+            Ok(Tensor::from_data(
+                TensorData::new(v, [shape.iter().product::<usize>()]),
+                device,
+            ))
         };
         let mut net = Self::empty(device);
         for (i, (&(cin, cout, k, _), key)) in CONVS.iter().zip(CONV_KEYS).enumerate() {
@@ -69,7 +98,8 @@ impl StLpips {
             let b = take(format!("{key}.bias"), &[cout])?;
             net.convs[i].weight = Param::from_tensor(w);
             net.convs[i].bias = Some(Param::from_tensor(b));
-            net.lins[i] = Param::from_tensor(take(format!("lin{i}.model.1.weight"), &[1, cout, 1, 1])?.reshape([1, cout, 1, 1]));
+            net.lins[i] =
+                Param::from_tensor(take(format!("lin{i}.model.1.weight"), &[1, cout, 1, 1])?.reshape([1, cout, 1, 1]));
         }
         // Frozen: LPIPS is a fixed metric.
         Ok(net.no_grad())
@@ -125,7 +155,9 @@ fn blur_down(x: Tensor<4>) -> Tensor<4> {
     let [_, c, _, _] = x.dims();
     let device = x.device();
     let k = [1.0f32, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0].map(|v| v / 16.0);
-    let w = Tensor::<1>::from_floats(k, &device).reshape([1, 1, 3, 3]).repeat_dim(0, c); // [C, 1, 3, 3]
+    let w = Tensor::<1>::from_floats(k, &device)
+        .reshape([1, 1, 3, 3])
+        .repeat_dim(0, c); // [C, 1, 3, 3]
     let x = x.pad([(2, 2), (2, 2)], PadMode::Reflect);
     conv2d(x, w, None, ConvOptions::new([2, 2], [0, 0], [1, 1], c))
 }
