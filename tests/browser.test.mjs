@@ -3,34 +3,22 @@
 // Run by tools/test.sh after the site is built: node --test tests/browser.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { root, cli, FLAGS, serveSite } from "../tools/serve_site.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const cli = join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug/epsvae");
 const site = process.env.EPSVAE_SITE || join(root, "target/site");
 const scratch = mkdtempSync(join(tmpdir(), "epsvae-browser-"));
 const TIMEOUT = 600_000; // SwiftShader is slow and compiles shaders on first use
-const FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
 
 let server;
 let origin;
 
 before(async () => {
-  server = spawn(cli, ["serve", site, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
-  origin = await new Promise((resolve, reject) => {
-    let err = "";
-    server.stderr.on("data", (d) => {
-      err += d;
-      const m = err.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
-      if (m) resolve(`http://127.0.0.1:${m[1]}`);
-    });
-    server.on("exit", (c) => reject(new Error(`server exited ${c}: ${err}`)));
-  });
+  ({ server, origin } = await serveSite(site));
 });
 after(() => server && server.kill());
 

@@ -2,14 +2,12 @@
 // Chromium on WebGPU (SwiftShader here) and on the CPU, decodes a 256×256 image in 3 steps, and
 // prints the page's own timings, the wasm size (raw and gzipped) and the weight bytes.
 //   node tools/bench_page.mjs [target/site]
-import { spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { root, FLAGS, serveSite } from "./serve_site.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const site = process.argv[2] || join(root, "target/site");
 const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json")));
 for (const [dir, what] of [["pkg", "WebGPU"], ["pkg-cpu", "CPU"]]) {
@@ -18,12 +16,8 @@ for (const [dir, what] of [["pkg", "WebGPU"], ["pkg-cpu", "CPU"]]) {
 }
 for (const e of manifest) console.log(`weights: ${e.file} ${(e.bytes / 1e6).toFixed(2)} MB (${e.storage}, ${e.parts.join("+")})`);
 
-const server = spawn(join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug/epsvae"), ["serve", site, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
-const origin = await new Promise((res) => {
-  let s = "";
-  server.stderr.on("data", (d) => { s += d; const m = s.match(/http:\/\/127\.0\.0\.1:(\d+)\//); if (m) res(`http://127.0.0.1:${m[1]}`); });
-});
-const flags = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic", "--enable-unsafe-webgpu"];
+const { origin, server } = await serveSite(site);
+const flags = [...FLAGS, "--enable-unsafe-webgpu"];
 for (const backend of ["webgpu", "cpu"]) {
   const b = await chromium.launch({ executablePath: "/usr/bin/chromium", args: flags });
   // Each run starts with an empty cache: the time to first frame includes downloading the weights.

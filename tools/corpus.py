@@ -327,8 +327,10 @@ def main():
             wanted.setdefault(r["split"], set()).add(name)
             d = corpus / r["split"]
             d.mkdir(parents=True, exist_ok=True)
-            if not (d / name).exists():
-                r["_im"].convert("RGB").save(d / name)  # PNG: one decoder for the trainer, no JPEG re-encode
+            if not (d / name).exists():  # PNG: one decoder for the trainer, no JPEG re-encode
+                tmp = d / f".{name}.tmp"  # renamed when whole, so an interrupted run leaves no cut file
+                r["_im"].convert("RGB").save(tmp, format="PNG")
+                tmp.rename(d / name)
         for k in ["_payload", "_im", "_bits", "_thumb", "_trained"]:
             del r[k]
     for sp in splits:  # files an earlier split left behind

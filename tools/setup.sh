@@ -12,6 +12,10 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "setup: apt-get install ${apt_pkgs[*]}"
   apt_install "${apt_pkgs[@]}"
 fi
+# The lint and format checks of tools/test.sh.
+for c in clippy rustfmt; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
 # lavapipe complains about XDG_RUNTIME_DIR when it is unset; any existing folder silences it.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 timed "fetch ST-LPIPS weights" bash tools/fetch_lpips.sh

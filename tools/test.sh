@@ -8,6 +8,9 @@ source tools/setup.sh
 # The flex-vs-wgpu parity test must not skip itself: lavapipe is installed above.
 export EPSVAE_REQUIRE_WGPU=1
 start=$SECONDS
+# Formatting (rustfmt.toml) and lints first: a change that breaks either fails here.
+timed "cargo fmt --check" cargo fmt --all --check
+timed "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings 2>&1
 timed "cargo test build" cargo test --workspace --no-run 2>&1
 timed "cargo test run" cargo test --workspace 2>&1
 timed "site build" bash tools/site.sh target/site

@@ -355,7 +355,7 @@ impl ModelConfig {
         }
         let f = self.downsample_factor();
         let r_dec = self.decoder.stem_unshuffle;
-        if r_dec == 0 || f % r_dec != 0 {
+        if r_dec == 0 || !f.is_multiple_of(r_dec) {
             return Err(format!(
                 "decoder.stem_unshuffle = {r_dec} must divide the latent's f = {f} (z is upsampled to H/{r_dec})"
             ));

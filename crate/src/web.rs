@@ -310,8 +310,8 @@ impl Session {
         // The padded image (latent size times f) must be a multiple of the alignment and exceed
         // the image by less than one alignment step, as `pipeline::encode` pads it.
         if l.channels != cfg.encoder.latent_channels
-            || (l.width * f) % a != 0
-            || (l.height * f) % a != 0
+            || !(l.width * f).is_multiple_of(a)
+            || !(l.height * f).is_multiple_of(a)
             || l.image_width > l.width * f
             || l.image_height > l.height * f
             || l.image_width + a <= l.width * f

@@ -611,7 +611,7 @@ fn meta_field<'a>(meta: &'a HashMap<String, String>, key: &str) -> Result<&'a st
 /// Parses and validates the header once all its bytes are in `buf`; `Ok(None)` until then.
 fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
     let Some(n) = header_len(buf) else { return Ok(None) };
-    if n > MAX_HEADER || n < 2 {
+    if !(2..=MAX_HEADER).contains(&n) {
         return Err(WeightError::NotOurs(format!(
             "the first 8 bytes give a header of {n} bytes, expected 2..{MAX_HEADER} (is this a safetensors file?)"
         )));

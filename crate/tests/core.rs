@@ -119,7 +119,7 @@ fn preconditioned_velocity_is_skip_plus_scaled_network_output() {
     let x = host(x_t);
     let per = 3 * 16 * 16;
     for (i, ((vi, gi), xi)) in v.iter().zip(&g).zip(&x).enumerate() {
-        let (c_skip, c_out) = pre.precondition_scales(times[i / per] as f64);
+        let (c_skip, c_out) = pre.precondition_scales(times[i / per]);
         let want = c_skip as f32 * xi + c_out as f32 * gi;
         assert!((vi - want).abs() < 1e-4, "element {i}: {vi} vs {want}");
     }

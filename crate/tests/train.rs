@@ -76,6 +76,8 @@ fn synthetic_corpus(name: &str) -> PathBuf {
         img.save(dir.join(&file)).unwrap();
         records.push(serde_json::json!({"file": file, "split": split}));
     }
+    // A near copy that tools/corpus.py dropped: listed, with no file.
+    records.push(serde_json::json!({"file": null, "split": "dropped", "duplicate_of": "p0"}));
     std::fs::write(dir.join("manifest.json"), serde_json::to_string(&records).unwrap()).unwrap();
     dir
 }
@@ -246,11 +248,14 @@ fn resuming_drops_the_log_rows_of_steps_after_the_checkpoint() {
 
 /// One training step from fresh weights of the tiny ε-VAE on `corpus`, for each configuration
 /// in `configs` makes of the base one: the step's losses and the EMA weights after it.
+/// Every parameter of a model: name, shape, values.
+type Params = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 fn one_step_each(
     corpus: &epsvae::train::data::Corpus,
     name: &str,
     configs: &[&dyn Fn(&mut epsvae::train::trainer::TrainConfig)],
-) -> Vec<(epsvae::train::trainer::StepLosses, Vec<(String, Vec<usize>, Vec<f32>)>)> {
+) -> Vec<(epsvae::train::trainer::StepLosses, Params)> {
     use epsvae::train::trainer::{ModelKind, TrainConfig, Trainer};
     let mut cfg = TrainConfig::new("tiny", ModelKind::Epsvae);
     (cfg.batch, cfg.crop, cfg.adv_start, cfg.warmup) = (2, 32, 0, 2);
@@ -505,12 +510,13 @@ fn scalar(t: Tensor<1>) -> f32 {
 fn textured_and_blurred(seed: u64, b: usize, s: usize) -> (Vec<f32>, Vec<f32>) {
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use std::f32::consts::TAU;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut u = move || (rng.next_u32() as f64 / u32::MAX as f64) as f32;
     let mut real = vec![0f32; b * 3 * s * s];
     for img in 0..b {
         let waves: Vec<[f32; 5]> = (0..6)
-            .map(|_| [u() * 6.28, 0.8 + u() * 2.4, u() * 6.28, u(), u()])
+            .map(|_| [u() * TAU, 0.8 + u() * 2.4, u() * TAU, u(), u()])
             .collect();
         for c in 0..3 {
             for y in 0..s {
@@ -615,4 +621,59 @@ fn r1_penalty_does_not_grow_with_the_patch_count() {
         (large - small).abs() < 1e-5,
         "4×4 patches: {small}, 32×32 patches: {large}"
     );
+}
+
+/// Quality regression on the shipped files: three 256² crops of test-split photos
+/// (`tests/data/quality`, credits beside them) decoded natively as `epsvae eval` does (3 steps,
+/// seed 0, each file's own temperature). Mean PSNR must stay within 0.3 dB and mean ST-LPIPS
+/// within 5% of the figures measured when the files shipped (2026-12-06), so a change to the flow,
+/// the model, the weight reader or the weights that breaks decoding fails CI.
+/// The figures of `shipped_weights_keep_their_quality_on_three_test_crops` when the files shipped:
+/// [ε-VAE PSNR, ε-VAE ST-LPIPS, VAE PSNR, VAE ST-LPIPS].
+const QUALITY_F16: [f64; 4] = [18.268, 0.1050, 19.572, 0.1414];
+const QUALITY_F8: [f64; 4] = [18.785, 0.0996, 20.134, 0.1444];
+
+#[test]
+fn shipped_weights_keep_their_quality_on_three_test_crops() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/data/quality");
+    // (ε-VAE file, VAE file, [ε-VAE PSNR, ε-VAE ST-LPIPS, VAE PSNR, VAE ST-LPIPS]).
+    let shipped: [(&str, &str, [f64; 4]); 2] = [
+        ("epsvae-small", "vae-small", QUALITY_F16),
+        ("epsvae-small-f8", "vae-small-f8", QUALITY_F8),
+    ];
+    for (eps, vae, want) in shipped {
+        let w = |n: &str| root.join(format!("../weights/{n}.safetensors"));
+        let rows = epsvae::train::eval::evaluate(
+            &dir,
+            256,
+            &w(eps),
+            Some(&w(vae)),
+            &[3],
+            1,
+            &[],
+            &[],
+            &lpips_path(),
+            Device::flex(),
+        )
+        .unwrap();
+        let (v, e) = (&rows[0], &rows[1]);
+        assert_eq!((v.steps, e.steps, e.images), (None, Some(3), 3));
+        let got = [e.psnr, e.st_lpips, v.psnr, v.st_lpips];
+        eprintln!(
+            "{eps} / {vae}: ε-VAE {:.3} dB, ST-LPIPS {:.4}; VAE {:.3} dB, {:.4}",
+            got[0], got[1], got[2], got[3]
+        );
+        for (i, what) in ["ε-VAE PSNR", "ε-VAE ST-LPIPS", "VAE PSNR", "VAE ST-LPIPS"]
+            .iter()
+            .enumerate()
+        {
+            let ok = if i % 2 == 0 {
+                (got[i] - want[i]).abs() <= 0.3
+            } else {
+                (got[i] / want[i] - 1.0).abs() <= 0.05
+            };
+            assert!(ok, "{eps}/{vae}: {what} {:.4}, shipped at {:.4}", got[i], want[i]);
+        }
+    }
 }

@@ -39,7 +39,7 @@ pub fn linear_fwd<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
 
 pub fn group_norm(channels: usize, groups: usize, affine: bool, device: &Device) -> GroupNorm {
     assert!(
-        channels % groups == 0,
+        channels.is_multiple_of(groups),
         "GroupNorm: {channels} channels are not a multiple of {groups} groups"
     );
     GroupNormConfig::new(groups, channels).with_affine(affine).init(device)

@@ -19,7 +19,8 @@ const MAX_SIDE: u32 = 2048;
 
 #[derive(Deserialize)]
 struct Record {
-    file: String,
+    /// `None` for a photo dropped as a near copy of another (split "dropped").
+    file: Option<String>,
     split: String,
 }
 
@@ -33,7 +34,7 @@ pub fn uniform(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 impl Corpus {
-    /// Loads the photos of `split` ("train" or "val") listed in `dir/manifest.json`.
+    /// Loads the photos of `split` ("train", "val" or "test") listed in `dir/manifest.json`.
     pub fn load(dir: &Path, split: &str) -> Result<Self> {
         let manifest = dir.join("manifest.json");
         let records: Vec<Record> = serde_json::from_slice(&std::fs::read(&manifest).with_context(|| {
@@ -46,7 +47,7 @@ impl Corpus {
         let files: Vec<String> = records
             .into_iter()
             .filter(|r| r.split == split)
-            .map(|r| r.file)
+            .filter_map(|r| r.file)
             .collect();
         if files.is_empty() {
             bail!("{} lists no {split} photos", manifest.display());

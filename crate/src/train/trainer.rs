@@ -378,7 +378,7 @@ impl Trainer {
         } else {
             preset
         };
-        if cfg.crop as usize % model_cfg.alignment() != 0 {
+        if !(cfg.crop as usize).is_multiple_of(model_cfg.alignment()) {
             bail!(
                 "crop {}: expected a multiple of {} for preset {:?}",
                 cfg.crop,
