@@ -29,10 +29,16 @@ pub struct EncoderConfig {
     pub norm_groups: usize,
 }
 
+/// How far a network with this stem and these levels reaches: its lowest resolution is H/reach
+/// (the stem's unshuffle, then a 2× step between consecutive levels).
+fn reach(stem_unshuffle: usize, channel_mult: &[usize]) -> usize {
+    stem_unshuffle << (channel_mult.len() - 1)
+}
+
 impl EncoderConfig {
     /// Spatial downsampling factor f = unshuffle · 2^(levels − 1).
     pub fn downsample_factor(&self) -> usize {
-        self.stem_unshuffle << (self.channel_mult.len() - 1)
+        reach(self.stem_unshuffle, &self.channel_mult)
     }
 }
 
@@ -258,7 +264,7 @@ impl ModelConfig {
     /// or more where the ε-decoder's UNet reaches a lower resolution than the latent (`small-f8`).
     pub fn alignment(&self) -> usize {
         let f = self.downsample_factor();
-        let f_dec = self.decoder.stem_unshuffle << (self.decoder.channel_mult.len() - 1);
+        let f_dec = reach(self.decoder.stem_unshuffle, &self.decoder.channel_mult);
         let gcd = |mut a: usize, mut b: usize| {
             while b != 0 {
                 (a, b) = (b, a % b);
@@ -360,7 +366,7 @@ impl ModelConfig {
                 "decoder.stem_unshuffle = {r_dec} must divide the latent's f = {f} (z is upsampled to H/{r_dec})"
             ));
         }
-        let f_base = self.baseline.stem_unshuffle << (self.baseline.channel_mult.len() - 1);
+        let f_base = reach(self.baseline.stem_unshuffle, &self.baseline.channel_mult);
         if f_base != f {
             return Err(format!(
                 "baseline upsamples by {f_base}, the encoder downsamples by {f}"

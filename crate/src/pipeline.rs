@@ -1,6 +1,6 @@
 //! Image → latent → image, the way the CLI, the tests and the page run it. Sizes that are not
-//! multiples of the model's alignment (f, or 16 for `small-f8`) are mirror-padded on the right and bottom before encoding and cropped after
-//! decoding, so nothing is resampled.
+//! multiples of the model's alignment (f, or 16 for `small-f8`) are mirror-padded on the right and
+//! bottom before encoding and cropped after decoding, so nothing is resampled.
 
 use burn::tensor::{Device, Tensor};
 
