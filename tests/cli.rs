@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../crate/tests/support/catalogue.rs"]
+mod catalogue;
+
 fn epsvae(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_epsvae"))
         .args(args)
@@ -112,6 +115,37 @@ fn quantize_makes_smaller_valid_files() {
         sizes.push(std::fs::metadata(&q).unwrap().len());
     }
     assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
+
+    // int8 to int8 with the baseline's output notch turned on: the header says so, and every
+    // tensor is the same (per-channel symmetric int8 maps its own values back onto themselves).
+    let (a, b) = (d.join("int8.safetensors"), d.join("int8-aa.safetensors"));
+    let o = epsvae(&[
+        "quantize",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--to",
+        "int8",
+        "--anti-alias",
+        "true",
+    ]);
+    assert!(o.status.success() && !text(&o).contains("compounds"), "{}", text(&o));
+    let (ha, ta) = epsvae::weights::read(&std::fs::read(&a).unwrap()).unwrap();
+    let (hb, tb) = epsvae::weights::read(&std::fs::read(&b).unwrap()).unwrap();
+    assert_eq!(
+        (ha.config.baseline.anti_alias, hb.config.baseline.anti_alias),
+        (None, Some(true))
+    );
+    assert_eq!(ta.len(), tb.len());
+    for (name, (shape, v)) in &ta {
+        let (shape_b, w) = &tb[name];
+        assert_eq!(shape, shape_b);
+        let worst = v
+            .iter()
+            .zip(w)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1e-6))
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{name}: relative change {worst}");
+    }
 }
 
 #[test]
@@ -259,6 +293,41 @@ fn reconstruct_decodes_the_baseline_from_its_own_file() {
         "{log}"
     );
     assert!(!out2.exists() && !log.contains("step 1/"), "{log}");
+
+    // The VAE's own file as --weights: its one-pass decoder writes OUTPUT, the same image as
+    // --baseline gave above (it once panicked: "this model has no ε-decoder").
+    let out3 = d.join("out3.png");
+    let input = sample();
+    let args = [
+        input.to_str().unwrap(),
+        out3.to_str().unwrap(),
+        "--size",
+        "96x64",
+        "--weights",
+    ];
+    let o = epsvae(&[&["reconstruct"], &args[..], &[vae.to_str().unwrap()]].concat());
+    let log = text(&o);
+    assert!(
+        o.status.success() && log.contains("has no ε-decoder: decoded with its VAE baseline"),
+        "{log}"
+    );
+    assert_eq!(
+        image::open(&out3).unwrap().to_rgba8(),
+        image::open(&base).unwrap().to_rgba8()
+    );
+    let o = epsvae(
+        &[
+            &["reconstruct"],
+            &args[..],
+            &[vae.to_str().unwrap(), "--frames", "/tmp/f"],
+        ]
+        .concat(),
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("holds the VAE baseline only"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -309,6 +378,15 @@ fn bad_inputs_fail_with_a_clear_message() {
         "/nonexistent.safetensors",
     ]);
     assert!(!o.status.success() && text(&o).contains("HINT"), "{}", text(&o));
+
+    // A cost side the model cannot take (tiny pads to multiples of its alignment): named, no panic.
+    let o = epsvae(&["inspect", w.to_str().unwrap(), "--size", "102"]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("--size 102") && t.contains("multiple of"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
 }
 
 #[cfg(feature = "train")]
@@ -490,6 +568,12 @@ fn eval_scores_both_decoders_per_grid_and_the_mean_of_seeds() {
         "{}",
         text(&o)
     );
+    let o = epsvae(&["eval", "--data", p, "--size", "0", "--weights", w, "--lpips", l]);
+    assert!(
+        !o.status.success() && text(&o).contains("--size 0: the crop side must lie in 16..=4096"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -516,4 +600,66 @@ fn the_server_serves_only_the_site_with_browser_mime_types() {
     }
     assert_eq!(mime(std::path::Path::new("a.wasm")), "application/wasm");
     assert_eq!(mime(std::path::Path::new("a.js")), "text/javascript; charset=utf-8");
+}
+
+/// The command-line rows of SECURITY.md's catalogue: each bad argument or file, run as a person
+/// would, fails (no panic) with what SECURITY.md gives (its lines joined by spaces).
+#[test]
+fn security_catalogue_command_line() {
+    let d = scratch("catalogue");
+    let w = d.join("tiny.safetensors");
+    assert!(
+        epsvae(&["init", w.to_str().unwrap(), "--preset", "tiny"])
+            .status
+            .success()
+    );
+    let w = w.to_str().unwrap();
+    let notes = d.join("notes.png");
+    std::fs::write(&notes, b"these are notes, not pixels").unwrap();
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &std::fs::read(w).unwrap()[..1000]).unwrap();
+    let (s, out) = (sample(), d.join("o.png"));
+    let (s, out, notes, cut) = (
+        s.to_str().unwrap(),
+        out.to_str().unwrap(),
+        notes.to_str().unwrap(),
+        cut.to_str().unwrap(),
+    );
+    let cases: [(&str, Vec<&str>); 9] = [
+        ("C1", vec!["reconstruct", s, out, "--size", "0x10"]),
+        ("C2", vec!["reconstruct", s, out, "--steps", "0", "--weights", w]),
+        ("C3", vec!["reconstruct", s, out, "--temperature=-1", "--weights", w]),
+        ("C4", vec!["reconstruct", notes, out, "--weights", w]),
+        ("C5", vec!["reconstruct", s, out, "--weights", cut]),
+        (
+            "C6",
+            vec!["reconstruct", s, out, "--weights", "/nonexistent.safetensors"],
+        ),
+        ("C7", vec!["reconstruct", "/nonexistent.png", out, "--weights", w]),
+        ("C8", vec!["inspect", w, "--size", "102"]),
+        ("C9", vec!["serve", "/nonexistent-folder", "--port", "0"]),
+    ];
+    let mut got = std::collections::BTreeMap::new();
+    for (id, args) in cases {
+        // As a person runs it: no backtraces (RUST_BACKTRACE may be set where the tests run).
+        let o = Command::new(env!("CARGO_BIN_EXE_epsvae"))
+            .args(&args)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{id} {args:?} succeeded: {t}");
+        assert!(!t.contains("panicked"), "{id} {args:?} panicked: {t}");
+        // The error, from its first line on (progress lines such as "device (flex): …" come before).
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .skip_while(|l| !l.to_lowercase().starts_with("error:"))
+            .filter(|l| !l.is_empty())
+            .collect();
+        got.insert(id, lines.join(" "));
+    }
+    catalogue::check("C", &got);
 }

@@ -90,6 +90,11 @@ pub struct BaselineConfig {
     pub mid_blocks: usize,
     #[config(default = 32)]
     pub norm_groups: usize,
+    /// A fixed 5-tap filter after the pixel shuffle that cannot pass a period-2 pattern
+    /// ([`crate::model::blocks::nyquist_notch`]). The shuffle's r² output phases come from separate
+    /// filters, and where they disagree the image carries a 2-pixel grid (measured on the f16 and f8
+    /// VAEs trained without it). Absent (older files) means off.
+    pub anti_alias: Option<bool>,
 }
 
 /// The rectified-flow convention of the decoder (paper §3.2 and §4.1 ablations).
@@ -235,7 +240,9 @@ impl ModelConfig {
                 latent_channels: 4,
                 ..small.decoder
             },
-            baseline: BaselineConfig::new(4, 2, 24, vec![2, 3, 8], 3, 2).with_norm_groups(8),
+            baseline: BaselineConfig::new(4, 2, 24, vec![2, 3, 8], 3, 2)
+                .with_norm_groups(8)
+                .with_anti_alias(Some(true)),
             flow: small.flow,
             latent: small.latent,
         }

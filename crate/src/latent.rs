@@ -54,6 +54,148 @@ pub enum LinkError {
     Header(String),
     #[error("the link's latent is {got} characters, more than the {max} any image this page makes needs")]
     TooLong { got: usize, max: usize },
+    #[error("the link's latent ({found}) does not fit this model: {why}")]
+    Fit { found: String, why: String },
+}
+
+/// Largest image side a link may describe: the page's largest (its `?max=` is at most 2048).
+pub const MAX_IMAGE_SIDE: usize = 2048;
+
+/// What the receiving model accepts. [`decode_for`] checks a link's header against it after
+/// inflating the header's 17 bytes alone, so a link that claims a latent this model cannot take is
+/// refused before its values are inflated or anything is allocated for them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fit {
+    /// The model's latent channels n_z.
+    pub channels: usize,
+    /// Its downsampling factor f.
+    pub factor: usize,
+    /// The multiple its encoder pads images to (f, or more where the UNet reaches deeper).
+    pub alignment: usize,
+    /// The largest image side accepted.
+    pub max_side: usize,
+}
+
+impl Fit {
+    /// The latent grid `pipeline::encode` makes for this image size: the image padded up to a
+    /// multiple of the alignment, divided by f.
+    fn grid(&self, image_height: usize, image_width: usize) -> [usize; 2] {
+        let g = |s: usize| s.next_multiple_of(self.alignment) / self.factor;
+        [g(image_height), g(image_width)]
+    }
+
+    fn check(&self, h: &Head) -> Result<(), LinkError> {
+        let found = format!(
+            "{} channels of {}×{} for a {}×{} image",
+            h.channels, h.height, h.width, h.image_width, h.image_height
+        );
+        let why = if h.channels != self.channels {
+            format!("{} latent channels expected", self.channels)
+        } else if h.image_width > self.max_side || h.image_height > self.max_side {
+            format!("images up to {} pixels a side", self.max_side)
+        } else if [h.height, h.width] != self.grid(h.image_height, h.image_width) {
+            let [gh, gw] = self.grid(h.image_height, h.image_width);
+            format!(
+                "a {}×{} image has a {gh}×{gw} latent at f = {} (padded to a multiple of {})",
+                h.image_width, h.image_height, self.factor, self.alignment
+            )
+        } else {
+            return Ok(());
+        };
+        Err(LinkError::Fit { found, why })
+    }
+}
+
+/// The fields of a link's header.
+struct Head {
+    bits: u32,
+    channels: usize,
+    height: usize,
+    width: usize,
+    image_width: usize,
+    image_height: usize,
+    weights_tag: [u8; 4],
+}
+
+impl Head {
+    /// Checks the header's own consistency (version, magic, ranges); `raw` holds at least HEADER bytes.
+    fn parse(raw: &[u8]) -> Result<Head, LinkError> {
+        if raw.len() < HEADER {
+            return Err(LinkError::Length {
+                got: raw.len(),
+                expected: HEADER,
+            });
+        }
+        if &raw[..2] != MAGIC {
+            return Err(LinkError::Magic(raw[..2].to_vec()));
+        }
+        if raw[2] != LINK_VERSION {
+            return Err(LinkError::Version {
+                found: raw[2],
+                expected: LINK_VERSION,
+            });
+        }
+        let (bits, channels) = (raw[3] as u32, raw[4] as usize);
+        let u16_at = |i: usize| u16::from_le_bytes([raw[5 + 2 * i], raw[6 + 2 * i]]) as usize;
+        let (height, width, image_width, image_height) = (u16_at(0), u16_at(1), u16_at(2), u16_at(3));
+        if !(2..=8).contains(&bits)
+            || channels == 0
+            || height == 0
+            || width == 0
+            || height > MAX_SIDE
+            || width > MAX_SIDE
+        {
+            return Err(LinkError::Header(format!(
+                "{bits} bits, {channels} channels, {height}×{width} latent"
+            )));
+        }
+        if image_width == 0 || image_height == 0 {
+            return Err(LinkError::Header(format!("image size {image_width}×{image_height}")));
+        }
+        let count = channels * height * width;
+        if count > MAX_VALUES {
+            return Err(LinkError::Header(format!(
+                "{channels} channels of {height}×{width} = {count} values, more than {MAX_VALUES}"
+            )));
+        }
+        Ok(Head {
+            bits,
+            channels,
+            height,
+            width,
+            image_width,
+            image_height,
+            weights_tag: raw[13..17].try_into().expect("4 bytes"),
+        })
+    }
+
+    /// Bytes of the whole inflated latent, header included.
+    fn total(&self) -> usize {
+        HEADER + (self.channels * self.height * self.width * self.bits as usize).div_ceil(8)
+    }
+}
+
+/// Inflates the first `n` bytes of a zlib stream only (fewer if it ends sooner).
+fn inflate_prefix(packed: &[u8], n: usize) -> Result<Vec<u8>, LinkError> {
+    use miniz_oxide::inflate::stream::{InflateState, inflate};
+    use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+    let mut state = InflateState::new_boxed(DataFormat::Zlib);
+    let (mut out, mut got, mut input) = (vec![0u8; n], 0, packed);
+    while got < n {
+        let r = inflate(&mut state, input, &mut out[got..], MZFlush::None);
+        got += r.bytes_written;
+        input = &input[r.bytes_consumed..];
+        match r.status {
+            Ok(MZStatus::StreamEnd) => break,
+            Ok(_) if r.bytes_written == 0 && r.bytes_consumed == 0 => {
+                return Err(LinkError::Corrupt(format!("the stream stops after {got} bytes")));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(LinkError::Corrupt(format!("{e:?}"))),
+        }
+    }
+    out.truncate(got);
+    Ok(out)
 }
 
 /// Level of value `v` ∈ [−1, 1] on a uniform grid of 2^bits levels.
@@ -98,7 +240,18 @@ pub fn encode(l: &LinkLatent, bits: u32) -> String {
     URL_SAFE_NO_PAD.encode(miniz_oxide::deflate::compress_to_vec_zlib(&raw, 10))
 }
 
+/// Decodes a link with only its own bounds checked ([`MAX_VALUES`], [`MAX_TEXT`]); a receiver with
+/// a model should use [`decode_for`].
 pub fn decode(text: &str) -> Result<LinkLatent, LinkError> {
+    decode_checked(text, None)
+}
+
+/// Decodes a link for a model: the header is checked against `fit` before the values are inflated.
+pub fn decode_for(text: &str, fit: &Fit) -> Result<LinkLatent, LinkError> {
+    decode_checked(text, Some(fit))
+}
+
+fn decode_checked(text: &str, fit: Option<&Fit>) -> Result<LinkLatent, LinkError> {
     let text = text.trim();
     if text.len() > MAX_TEXT {
         return Err(LinkError::TooLong {
@@ -109,48 +262,26 @@ pub fn decode(text: &str) -> Result<LinkLatent, LinkError> {
     let packed = URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|e| LinkError::Base64(e.to_string()))?;
-    // A bomb guard: no valid latent inflates beyond MAX_VALUES bytes (at most 8 bits a value).
-    let raw = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&packed, HEADER + MAX_VALUES)
-        .map_err(|e| LinkError::Corrupt(format!("{:?}", e.status)))?;
-    if raw.len() < HEADER {
-        return Err(LinkError::Length {
-            got: raw.len(),
-            expected: HEADER,
-        });
+    // The header first: its sizes decide how much may be inflated (a zlib bomb stops there).
+    let head = Head::parse(&inflate_prefix(&packed, HEADER)?)?;
+    if let Some(fit) = fit {
+        fit.check(&head)?;
     }
-    if &raw[..2] != MAGIC {
-        return Err(LinkError::Magic(raw[..2].to_vec()));
-    }
-    if raw[2] != LINK_VERSION {
-        return Err(LinkError::Version {
-            found: raw[2],
-            expected: LINK_VERSION,
-        });
-    }
-    let (bits, channels) = (raw[3] as u32, raw[4] as usize);
-    let u16_at = |i: usize| u16::from_le_bytes([raw[5 + 2 * i], raw[6 + 2 * i]]) as usize;
-    let (height, width, image_width, image_height) = (u16_at(0), u16_at(1), u16_at(2), u16_at(3));
-    if !(2..=8).contains(&bits) || channels == 0 || height == 0 || width == 0 || height > MAX_SIDE || width > MAX_SIDE {
-        return Err(LinkError::Header(format!(
-            "{bits} bits, {channels} channels, {height}×{width} latent"
-        )));
-    }
-    if image_width == 0 || image_height == 0 {
-        return Err(LinkError::Header(format!("image size {image_width}×{image_height}")));
-    }
-    let count = channels * height * width;
-    if count > MAX_VALUES {
-        return Err(LinkError::Header(format!(
-            "{channels} channels of {height}×{width} = {count} values, more than {MAX_VALUES}"
-        )));
-    }
-    let expected = HEADER + (count * bits as usize).div_ceil(8);
+    let expected = head.total();
+    let raw =
+        miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&packed, expected).map_err(|e| match e.status {
+            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => {
+                LinkError::Corrupt(format!("it inflates past the {expected} bytes its header announces"))
+            }
+            s => LinkError::Corrupt(format!("{s:?}")),
+        })?;
     if raw.len() != expected {
         return Err(LinkError::Length {
             got: raw.len(),
             expected,
         });
     }
+    let (bits, count) = (head.bits, head.channels * head.height * head.width);
     let mut values = Vec::with_capacity(count);
     let (mut acc, mut n, mut i) = (0u32, 0u32, HEADER);
     let mask = (1u32 << bits) - 1;
@@ -164,14 +295,13 @@ pub fn decode(text: &str) -> Result<LinkLatent, LinkError> {
         acc >>= bits;
         n -= bits;
     }
-    let weights_tag = raw[13..17].try_into().expect("4 bytes");
     Ok(LinkLatent {
-        channels,
-        height,
-        width,
-        image_width,
-        image_height,
-        weights_tag,
+        channels: head.channels,
+        height: head.height,
+        width: head.width,
+        image_width: head.image_width,
+        image_height: head.image_height,
+        weights_tag: head.weights_tag,
         values,
     })
 }

@@ -144,6 +144,8 @@ impl Session {
                         "parts": h.part_list(), "provenance": h.provenance,
                         "f": h.config.downsample_factor(), "latent_channels": h.config.encoder.latent_channels,
                         "gamma": h.config.flow.gamma, "temperature": h.config.flow.temperature(),
+                        "sigma_data": h.config.flow.sigma_data,
+                        "precondition": h.config.flow.precondition == Some(true),
                     }));
                 }
                 Event::PartComplete(p) => {
@@ -305,23 +307,14 @@ impl Session {
         let (_, cfg) = self
             .ready(0, Part::Encoder)
             .ok_or_else(|| JsError::new("the weights have not arrived yet"))?;
-        let l = latent::decode(text).map_err(js)?;
-        let (f, a) = (cfg.downsample_factor(), cfg.alignment());
-        // The padded image (latent size times f) must be a multiple of the alignment and exceed
-        // the image by less than one alignment step, as `pipeline::encode` pads it.
-        if l.channels != cfg.encoder.latent_channels
-            || !(l.width * f).is_multiple_of(a)
-            || !(l.height * f).is_multiple_of(a)
-            || l.image_width > l.width * f
-            || l.image_height > l.height * f
-            || l.image_width + a <= l.width * f
-            || l.image_height + a <= l.height * f
-        {
-            return Err(JsError::new(&format!(
-                "the link's latent ({}×{}×{} for a {}×{} image) does not fit this model (n_z = {}, f = {f})",
-                l.channels, l.height, l.width, l.image_width, l.image_height, cfg.encoder.latent_channels
-            )));
-        }
+        // Checked against this model and the page's largest side before the values are inflated.
+        let fit = latent::Fit {
+            channels: cfg.encoder.latent_channels,
+            factor: cfg.downsample_factor(),
+            alignment: cfg.alignment(),
+            max_side: latent::MAX_IMAGE_SIDE,
+        };
+        let l = latent::decode_for(text, &fit).map_err(js)?;
         let z = Tensor::<4>::from_data(
             TensorData::new(l.values, [1, l.channels, l.height, l.width]),
             &self.device,
@@ -334,7 +327,10 @@ impl Session {
         self.baseline_latent = None;
         self.sampler = None;
         let matches = l.weights_tag == self.slots[0].sha256_tag;
-        to_js(&serde_json::json!({"width": l.image_width, "height": l.image_height, "weights_match": matches}))
+        to_js(&serde_json::json!({
+            "width": l.image_width, "height": l.image_height, "weights_match": matches,
+            "channels": l.channels, "latent_height": l.height, "latent_width": l.width,
+        }))
     }
 }
 

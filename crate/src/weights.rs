@@ -737,6 +737,13 @@ fn parse_header(buf: &[u8]) -> Result<Option<Parsed>, WeightError> {
     // Each part's byte range must cover exactly its tensors, in order.
     let mut cursor = 0;
     for pi in &header.parts {
+        if pi.sha256.len() != 64 || !pi.sha256.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(WeightError::BadHeader(format!(
+                "part {} has sha256 {:?}, expected 64 lower-case hex digits",
+                pi.part.name(),
+                pi.sha256
+            )));
+        }
         let in_part: Vec<&Entry> = entries
             .iter()
             .filter(|e| Part::of_tensor(&e.name) == Some(pi.part))

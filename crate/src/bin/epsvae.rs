@@ -88,6 +88,10 @@ enum Cmd {
         /// paper's sampler); without it the input's is kept.
         #[arg(long)]
         temperature: Option<f64>,
+        /// Turn the VAE baseline's output notch (`anti_alias` in the header: no 2-pixel grid) on or
+        /// off in the output; without it the input's setting is kept.
+        #[arg(long)]
+        anti_alias: Option<bool>,
     },
     /// Train the ε-VAE or its VAE baseline on the corpus (resumes the run folder's checkpoint).
     #[cfg(feature = "train")]
@@ -388,6 +392,16 @@ fn main() -> Result<()> {
                 }
                 _ => None,
             };
+            // A VAE file given as --weights: its one-pass decoder writes OUTPUT (nothing to denoise).
+            let vae_only = model.decoder.is_none();
+            if vae_only && (baseline.is_some() || frames.is_some()) {
+                bail!(
+                    "{} holds the VAE baseline only (parts {:?}): it has no denoising frames, and it is already the \
+                     baseline; drop --frames and --baseline, or give an ε-VAE file as --weights",
+                    weights.display(),
+                    header.part_list()
+                );
+            }
             let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let mut img = Planar::decode(&bytes).with_context(|| format!("decoding {}", input.display()))?;
             if let Some((w, h)) = size {
@@ -395,6 +409,19 @@ fn main() -> Result<()> {
             }
             let t = Instant::now();
             let latent = pipeline::encode(&model, cfg, &img, &device);
+            if vae_only {
+                let rec = pipeline::to_image(pipeline::decode_baseline(&model, &latent), &latent);
+                save(&rec, &output)?;
+                eprintln!(
+                    "{} has no ε-decoder: decoded with its VAE baseline in one pass, {} -> {} (PSNR {:.2} dB, SSIM {:.4})",
+                    weights.display(),
+                    ms(t),
+                    output.display(),
+                    psnr(&img, &rec),
+                    ssim(&img, &rec)
+                );
+                return Ok(());
+            }
             let [_, nz, lh, lw] = latent.z.dims();
             let _ = latent.z.clone().into_data(); // wait for the work, so the timing is honest
             eprintln!(
@@ -469,6 +496,12 @@ fn main() -> Result<()> {
             let (header, model, nbytes) = weights::load_file(&path, &device)?;
             let bytes = std::fs::read(&path)?;
             let cfg = &header.config;
+            let a = cfg.alignment();
+            if size == 0 || !size.is_multiple_of(a) || size > 4096 {
+                bail!(
+                    "--size {size}: the side at which costs are counted must be a multiple of {a} (this model's alignment) in {a}..=4096"
+                );
+            }
             println!("file        {}", path.display());
             for (k, v) in weights::describe(&header) {
                 println!("{k:<11} {v}");
@@ -490,6 +523,7 @@ fn main() -> Result<()> {
             output,
             to,
             temperature,
+            anti_alias,
         } => {
             if let Some(e) = epsvae::config::temperature_error(temperature) {
                 bail!("--temperature {e}");
@@ -500,7 +534,10 @@ fn main() -> Result<()> {
             if temperature.is_some() {
                 header.config.flow.temperature = temperature;
             }
-            if header.storage != Storage::F32 {
+            if anti_alias.is_some() {
+                header.config.baseline.anti_alias = anti_alias;
+            }
+            if header.storage != Storage::F32 && !(header.storage == Storage::Int8 && to == Storage::Int8) {
                 eprintln!(
                     "note: {} is already {}; re-quantising compounds the error",
                     input.display(),
@@ -692,6 +729,9 @@ fn main() -> Result<()> {
             backend,
         } => {
             use epsvae::train::eval;
+            if !(16..=4096).contains(&size) {
+                bail!("--size {size}: the crop side must lie in 16..=4096");
+            }
             if steps.iter().any(|s| !(1..=100).contains(s)) || seeds == 0 {
                 bail!("--steps must lie in 1..=100 and --seeds be at least 1");
             }

@@ -8,7 +8,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{ResBlock, Upsample, conv, conv_fwd, group_norm, pixel_shuffle};
+use super::blocks::{ResBlock, Upsample, conv, conv_fwd, group_norm, nyquist_notch, pixel_shuffle};
 use crate::config::BaselineConfig;
 
 #[derive(Module, Debug)]
@@ -25,6 +25,7 @@ pub struct BaselineDecoder {
     norm_out: GroupNorm,
     conv_out: Conv2d,
     shuffle: usize,
+    anti_alias: bool,
 }
 
 impl BaselineDecoder {
@@ -59,6 +60,7 @@ impl BaselineDecoder {
             norm_out: group_norm(widths[0], g, true, device),
             conv_out: conv(widths[0], cfg.image_channels * r * r, 3, 1, device),
             shuffle: r,
+            anti_alias: cfg.anti_alias == Some(true),
         }
     }
 
@@ -77,6 +79,11 @@ impl BaselineDecoder {
             }
         }
         let x = conv_fwd(&self.conv_out, silu(self.norm_out.forward(h))); // [B, 3r², H/r, W/r]
-        pixel_shuffle(x, self.shuffle)
+        let x = pixel_shuffle(x, self.shuffle);
+        if self.anti_alias && self.shuffle > 1 {
+            nyquist_notch(x)
+        } else {
+            x
+        }
     }
 }

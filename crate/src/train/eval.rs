@@ -116,6 +116,13 @@ pub fn evaluate(
     };
     if let Some(vp) = vae_weights {
         let (h, m, _) = weights::load_file(vp, &device)?;
+        if m.baseline.is_none() {
+            bail!(
+                "{}: no VAE baseline decoder in it (parts {:?}); the baseline file is a VAE's, e.g. weights/vae-small.safetensors",
+                vp.display(),
+                h.part_list()
+            );
+        }
         let mut s = [0.0; 3];
         for img in &images {
             let lat = pipeline::encode(&m, &h.config, img, &device);
@@ -125,6 +132,13 @@ pub fn evaluate(
         push("VAE".into(), None, None, s, images.len(), 1, false);
     }
     let (h, m, _) = weights::load_file(epsvae_weights, &device)?;
+    if m.decoder.is_none() {
+        bail!(
+            "{}: no ε-decoder in it (parts {:?}); --weights takes an ε-VAE file, e.g. weights/epsvae-small.safetensors",
+            epsvae_weights.display(),
+            h.part_list()
+        );
+    }
     let bases = if grid_bases.is_empty() {
         vec![h.config.flow.grid_base()]
     } else {
