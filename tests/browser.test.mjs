@@ -1,7 +1,7 @@
 // End-to-end tests of the page in Debian's headless Chromium, driven by Playwright (playwright-core):
 // the real wasm build, real WebGPU (SwiftShader) and the CPU fallback, the real shipped weights.
 // Run by tools/test.sh after the site is built: node --test tests/browser.test.mjs
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -22,6 +22,13 @@ before(async () => {
 });
 after(() => server && server.kill());
 
+// Every uncaught error of any page fails the test that opened it.
+const pageErrors = [];
+afterEach(() => {
+  const seen = pageErrors.splice(0);
+  assert.deepEqual(seen, [], `uncaught page errors: ${seen.join(" | ")}`);
+});
+
 async function browser(webgpu) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
@@ -38,7 +45,7 @@ async function open(b, query = "", hash = "", prepare = async () => {}) {
   const page = await context.newPage();
   const requests = [];
   context.on("request", (r) => requests.push(r.url()));
-  page.on("pageerror", (e) => console.error("pageerror:", e.message));
+  page.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
   await page.goto(`${origin}/${query}${hash}`);
   return { context, page, requests };
 }
@@ -115,7 +122,12 @@ for (const backend of ["webgpu", "cpu"]) {
       assert.deepEqual([got.w, got.h], [want.w, want.h]);
       const d = maxDiff(got.rgba, want.rgba);
       assert.ok(d <= 2, `max difference ${d}/255 from the CLI`);
-      const foreign = requests.filter((u) => !u.startsWith(origin) && !u.startsWith("data:") && !u.startsWith("blob:"));
+      // Origins compared whole (a prefix test would let http://127.0.0.1:80801 pass for :8080);
+      // a blob: URL carries the origin that made it, a data: URL has none and fetches nothing.
+      const foreign = requests.filter((u) => {
+        const url = new URL(u);
+        return url.protocol !== "data:" && url.origin !== origin;
+      });
       assert.deepEqual(foreign, [], "no request leaves the page's origin");
     } finally {
       await b.close();
@@ -123,7 +135,7 @@ for (const backend of ["webgpu", "cpu"]) {
   });
 }
 
-test("a second visit downloads no weights (Cache API)", { timeout: TIMEOUT }, async () => {
+test("a second visit downloads no weights (Cache API); a new version evicts the old one", { timeout: TIMEOUT }, async () => {
   const b = await browser(false);
   try {
     const { page, requests } = await open(b, "?backend=cpu");
@@ -134,6 +146,26 @@ test("a second visit downloads no weights (Cache API)", { timeout: TIMEOUT }, as
     await ready(page);
     assert.deepEqual(requests.filter((u) => u.endsWith(".safetensors")), [], "the second visit reads them from the cache");
     assert.ok(await page.evaluate(() => window.epsvae.weightsFromCache));
+    // A release that changes one file: its old version (same URL, another SHA-256) and a cache of an
+    // earlier layout are evicted once the new version is stored.
+    const before = await page.evaluate(async () => {
+      const c = await caches.open("epsvae-weights-v1");
+      const keys = (await c.keys()).map((r) => r.url);
+      const stale = keys[0].replace(/sha256=[0-9a-f]+/, `sha256=${"0".repeat(64)}`);
+      await c.delete(keys[0]);
+      await c.put(new Request(stale), new Response("the previous release's bytes"));
+      await (await caches.open("epsvae-weights-v0")).put(new Request("/old"), new Response("old layout"));
+      return keys;
+    });
+    assert.equal(before.length, 2, `one cache entry per weight file after the first visit: ${before}`);
+    await page.reload();
+    await ready(page);
+    const after = await page.evaluate(async () => ({
+      keys: (await (await caches.open("epsvae-weights-v1")).keys()).map((r) => r.url).sort(),
+      names: (await caches.keys()).filter((n) => n.startsWith("epsvae-weights-")),
+    }));
+    assert.deepEqual(after.keys, [...before].sort(), "the stale version is gone and the current one is back");
+    assert.deepEqual(after.names, ["epsvae-weights-v1"], "the earlier layout's cache is gone");
   } finally {
     await b.close();
   }
@@ -219,6 +251,7 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
     assert.match(link, /&temp=0\.7&/);
     const fresh = await b.newContext();
     const p2 = await fresh.newPage();
+    p2.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
     await p2.goto(link);
     await p2.waitForFunction(() => document.body.dataset.done || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
     assert.equal(await p2.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
@@ -226,6 +259,33 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
     const again = await p2.evaluate(() => Array.from(window.epsvae.final.x0_hat));
     const d = maxDiff(first.rgba, again);
     assert.ok(d <= 2, `the link's decode differs from the original's by ${d}/255`);
+    // The page opened from the link looks finished: the latent is drawn (not blank), the panels a
+    // link cannot fill say why, the formula shows the file's preconditioning, and the metrics say
+    // why there are none.
+    const look = await p2.evaluate(() => {
+      const c = document.getElementById("c-latent");
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let lo = 255, hi = 0;
+      for (let i = 0; i < px.length; i += 4) { lo = Math.min(lo, px[i]); hi = Math.max(hi, px[i]); }
+      return {
+        latent: [c.width, c.height, hi - lo],
+        caption: document.getElementById("cap-latent").textContent,
+        original: document.getElementById("c-input").dataset.placeholder || "",
+        vae: document.getElementById("c-vae").dataset.placeholder || "",
+        velocity: document.getElementById("velocity").textContent,
+        metrics: document.querySelector("#metrics tbody").textContent,
+      };
+    });
+    assert.ok(look.latent[0] > 0 && look.latent[1] > 0 && look.latent[2] > 20, `latent panel ${look.latent}`);
+    assert.match(look.caption, /latent z: \d+ channels of 16×16/);
+    assert.match(look.original, /not in the link/);
+    assert.match(look.vae, /does not carry/);
+    assert.match(look.velocity, /c_?skip.*c_?out|cskip.*cout/);
+    assert.match(look.metrics, /a link does not carry the original/);
+    // A person's own image after the link gets its metrics again.
+    await decodeFile(p2, square);
+    const rows = await p2.$$eval("#metrics tbody tr", (r) => r.map((x) => x.textContent));
+    assert.ok(rows.length >= 1 && /^ε-VAE\d/.test(rows[0]), `metrics after the link: ${rows}`);
   } finally {
     await b.close();
   }
@@ -237,6 +297,7 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     // Corrupt weights: the page says so; the cache is not poisoned, so a reload recovers.
     const context = await b.newContext();
     const page = await context.newPage();
+    page.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
     await page.route("**/*.safetensors", async (route) => {
       const res = await route.fetch();
       const body = Buffer.from(await res.body());
@@ -277,6 +338,24 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     assert.match(await page.$eval("#error", (e) => e.textContent), /temp=7 is not a number in 0\.\.2/);
     const ok2 = await decodeFile(page, input);
     assert.equal(ok2.frames, 3);
+    // A link whose header claims the model's 8 channels on a 512² grid for an 8192² image (an 8192²
+    // decode): refused from its 17 header bytes, and the module's memory does not grow.
+    const memBefore = await page.evaluate(() => window.epsvae.memoryBytes());
+    const huge = await page.evaluate(async () => {
+      const head = new Uint8Array([0x65, 0x56, 1, 8, 8, 0, 2, 0, 2, 0, 0x20, 0, 0x20, 0, 0, 0, 0]);
+      const packed = new Uint8Array(await new Response(new Blob([head]).stream().pipeThrough(new CompressionStream("deflate"))).arrayBuffer());
+      return btoa(String.fromCharCode(...packed)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    });
+    await page.evaluate((z) => { location.hash = `v=1&steps=3&seed=0&z=${z}`; }, huge);
+    await page.waitForFunction(() => /does not fit/.test(document.getElementById("error").textContent), null, { timeout: TIMEOUT });
+    assert.equal(
+      await page.$eval("#error", (e) => e.textContent),
+      "the link's latent (8 channels of 512×512 for a 8192×8192 image) does not fit this model: images up to 2048 pixels a side",
+    );
+    const grown = (await page.evaluate(() => window.epsvae.memoryBytes())) - memBefore;
+    assert.ok(grown < 16 << 20, `the oversized link grew the module's memory by ${grown} bytes`);
+    const ok3 = await decodeFile(page, input);
+    assert.equal(ok3.frames, 3);
   } finally {
     await b.close();
   }

@@ -49,6 +49,7 @@ const state = {
   temperature: 1, // the weight file's default τ
 };
 window.epsvae = state; // for tests and the curious
+state.memoryBytes = () => call("memoryBytes");
 
 function showError(msg) {
   const e = $("error");
@@ -91,6 +92,41 @@ function drawGrid(current) {
   });
   svg.innerHTML = s;
 }
+// A panel that has nothing to show says why, instead of staying an empty grey box.
+function placeholder(canvas, lines) {
+  canvas.width = 256;
+  canvas.height = 256;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#eee";
+  ctx.fillRect(0, 0, 256, 256);
+  ctx.fillStyle = "#555";
+  ctx.font = "15px sans-serif";
+  ctx.textAlign = "center";
+  lines.forEach((l, i) => ctx.fillText(l, 128, 128 + (i - (lines.length - 1) / 2) * 20));
+  canvas.dataset.placeholder = lines.join(" ");
+}
+
+// The velocity the decoder's file uses: plain v̂ = G(…), or preconditioned (c_skip·x_t + c_out·G)
+// with the coefficients at time t (the same formulas as flow.rs's precondition_scales).
+function preconditionScales(t) {
+  const g2 = (state.gamma * state.sigmaData) ** 2;
+  const s2 = ((1 - t) * state.gamma * state.sigmaData) ** 2 + t * t;
+  const cov = t - (1 - t) * g2;
+  return [cov / s2, Math.sqrt(Math.max(0, 1 + g2 - (cov * cov) / s2))];
+}
+function showVelocityFormula(t) {
+  const el = $("velocity");
+  if (!state.precondition) {
+    el.innerHTML = "v̂ = G(x<sub>t</sub>/s(t), t, z) &nbsp; (the UNet predicts the velocity)";
+    return;
+  }
+  const at = t === null ? "" : (() => {
+    const [cs, co] = preconditionScales(t);
+    return ` &nbsp; at t = ${t.toFixed(3)}: c<sub>skip</sub> = ${cs.toFixed(3)}, c<sub>out</sub> = ${co.toFixed(3)}`;
+  })();
+  el.innerHTML = `v̂ = c<sub>skip</sub>(t)·x<sub>t</sub> + c<sub>out</sub>(t)·G(x<sub>t</sub>/s(t), t, z) &nbsp; (preconditioned; σ<sub>data</sub> = ${state.sigmaData})${at}`;
+}
+
 function showFrame(i) {
   const f = state.frames[i];
   if (!f) return;
@@ -103,6 +139,7 @@ function showFrame(i) {
   $("scrub").value = String(i);
   $("frame-label").textContent = `step ${f.index + 1}/${f.steps}`;
   drawGrid(f.index);
+  showVelocityFormula(f.t);
 }
 
 // ---- weights ---------------------------------------------------------------------------------
@@ -122,7 +159,10 @@ function onProgress(m) {
   state.progress = received / total;
   if (m.header && m.slot === 0) {
     state.gamma = m.header.gamma;
+    state.sigmaData = m.header.sigma_data;
+    state.precondition = m.header.precondition;
     $("gamma").textContent = String(m.header.gamma);
+    showVelocityFormula(null);
     if (typeof m.header.temperature === "number" && m.header.temperature !== state.temperature) {
       state.temperature = m.header.temperature;
       $("temperature").value = String(m.header.temperature);
@@ -266,6 +306,7 @@ async function useImage(img, source) {
   clearError();
   if (!state.ready) throw new Error("the weights are still loading; try again in a moment");
   state.image = img;
+  state.fromLink = false; // a person's own image gets its metrics, after a link too
   state.runId++;
   draw($("c-input"), img.rgba, img.width, img.height);
   setStatus(`encoding ${source} (${img.width}×${img.height})…`);
@@ -349,9 +390,9 @@ async function finished(f) {
       rows.push(["VAE baseline", pb, sb]);
     }
   }
-  $("metrics").querySelector("tbody").innerHTML = rows
-    .map(([n, p, s]) => `<tr><td>${n}</td><td>${p.toFixed(2)}</td><td>${s.toFixed(4)}</td></tr>`)
-    .join("");
+  $("metrics").querySelector("tbody").innerHTML = state.fromLink
+    ? `<tr><td colspan="3">no metrics: a link does not carry the original image</td></tr>`
+    : rows.map(([n, p, s]) => `<tr><td>${n}</td><td>${p.toFixed(2)}</td><td>${s.toFixed(4)}</td></tr>`).join("");
   state.final = f;
   setStatus(`done: ${f.steps} step${f.steps > 1 ? "s" : ""}, seed ${$("seed").value}, temperature ${$("temperature").value}`);
   document.body.dataset.done = String(state.runId);
@@ -391,6 +432,11 @@ async function openLink(hash) {
   const info = await call("importLatent", z);
   state.fromLink = true;
   state.image = null;
+  state.runId++;
+  // What a link carries (the latent) is drawn; what it cannot carry is labelled, not left blank.
+  await showLatentInfo(info);
+  placeholder($("c-input"), ["the original is not in the link:", "a link carries only the latent z"]);
+  placeholder($("c-vae"), ["the VAE baseline decodes its own", "encoder's latent, which a link", "does not carry"]);
   if (!info.weights_match) setStatus("note: this link was made with other weights; the image may differ");
   await run();
 }

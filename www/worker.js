@@ -2,7 +2,7 @@
 // it with {id, cmd, args} messages; progress arrives as {type: "progress", ...}.
 // Two builds of the module: pkg/ (WebGPU) and pkg-cpu/ (burn's CPU backend), chosen in init()
 // before anything is fetched; init("cpu") again loads the CPU one if WebGPU then fails to start.
-let Session, metrics;
+let Session, metrics, wasmMemory;
 
 const CACHE = "epsvae-weights-v1";
 let session = null;
@@ -69,8 +69,24 @@ async function load(slot, url, sha256, bytes) {
     if (cache) await cache.delete(key);
     throw new Error(`${url}: SHA-256 ${digest}, the manifest says ${sha256} (corrupt or mismatched weights); reload to download again`);
   }
-  if (cache && !fromCache) await cache.put(key, new Response(blob));
+  if (cache && !fromCache) {
+    await cache.put(key, new Response(blob));
+    await evict(cache, key.url);
+  }
   return { fromCache, bytes: received, ms: performance.now() - t0 };
+}
+
+// Once a file's new version is stored, its other versions (same URL, another SHA-256) go, and so do
+// caches of earlier layouts (other names with this prefix): a visitor keeps one copy of each file.
+async function evict(cache, keep) {
+  const kept = new URL(keep);
+  for (const req of await cache.keys()) {
+    const u = new URL(req.url);
+    if (u.origin === kept.origin && u.pathname === kept.pathname && u.search !== kept.search) await cache.delete(req);
+  }
+  for (const name of await caches.keys()) {
+    if (name.startsWith("epsvae-weights-") && name !== CACHE) await caches.delete(name);
+  }
 }
 
 const handlers = {
@@ -81,7 +97,7 @@ const handlers = {
     const module = preferred === "webgpu" && gpu.available ? "pkg" : "pkg-cpu";
     const t0 = performance.now();
     const wasm = await import(`./${module}/epsvae.js`);
-    await wasm.default();
+    wasmMemory = (await wasm.default()).memory;
     ({ Session, metrics } = wasm);
     return { ms: performance.now() - t0, gpu, module };
   },
@@ -121,6 +137,8 @@ const handlers = {
   importLatent: (text) => session.importLatent(text),
   metrics: (a, b, w, h) => Array.from(metrics(a, b, w, h)),
   clearCache: () => caches.delete(CACHE),
+  // The module's linear memory (it only grows): lets a test check that a bad input allocated nothing.
+  memoryBytes: () => (wasmMemory ? wasmMemory.buffer.byteLength : 0),
 };
 
 // One call at a time: the session is one Rust object, and an await inside a call (a GPU read)
