@@ -420,6 +420,21 @@ impl ModelConfig {
                 self.decoder.channel_mult.len()
             ));
         }
+        // Attention splits a level's width into heads of about head_channels: the width must
+        // divide evenly (the lowest level always has attention, in the middle block).
+        let d = &self.decoder;
+        let top = d.channel_mult.len() - 1;
+        for l in d.attention_levels.iter().copied().chain([top]) {
+            let width = d.base_channels * d.channel_mult[l];
+            let heads = (width / d.head_channels).max(1);
+            if !width.is_multiple_of(heads) {
+                return Err(format!(
+                    "decoder level {l}: width {width} does not split into {heads} attention heads of \
+                     about head_channels = {}",
+                    d.head_channels
+                ));
+            }
+        }
         if !(0.0..=1.0).contains(&self.flow.gamma) || self.flow.gamma == 0.0 {
             return Err(format!("flow.gamma = {} must lie in (0, 1]", self.flow.gamma));
         }

@@ -651,6 +651,16 @@ fn header_fields_out_of_bounds_are_rejected_by_name() {
         let e = err(&bad);
         assert!(e.contains(want), "{part}.{field} = {value}: {e}");
     }
+    // An attention width that does not split into its heads (tiny's top level at base_channels 20 is
+    // 40 wide; head_channels 12 asks for 3 heads of 13.3).
+    let bad = edit_header(&bytes, |j| {
+        let mut cfg: serde_json::Value = serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
+        cfg["decoder"]["base_channels"] = 20.into();
+        cfg["decoder"]["head_channels"] = 12.into();
+        j["__metadata__"]["config"] = cfg.to_string().into();
+    });
+    let e = err(&bad);
+    assert!(e.contains("width 40 does not split into 3 attention heads"), "{e}");
     // A part's digest too short to tag a link with (the page slices its first 4 characters).
     let bad = edit_header(&bytes, |j| {
         let mut parts: serde_json::Value = serde_json::from_str(j["__metadata__"]["parts"].as_str().unwrap()).unwrap();
