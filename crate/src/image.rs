@@ -77,22 +77,21 @@ impl Planar {
     pub fn decode(bytes: &[u8]) -> Result<Self, ImageError> {
         // The size from the file's header first: nothing is decoded (or allocated) for an image
         // this function would refuse.
-        let reader = || {
-            image::ImageReader::new(std::io::Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(|e| ImageError::Decode(e.to_string()))
-        };
-        let (w, h) = reader()?
-            .into_dimensions()
-            .map_err(|e| ImageError::Decode(e.to_string()))?;
+        use image::ImageDecoder;
+        let decode_err = |e: image::ImageError| ImageError::Decode(e.to_string());
+        let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| ImageError::Decode(e.to_string()))?
+            .into_decoder()
+            .map_err(decode_err)?;
+        let (w, h) = decoder.dimensions();
         check_size(w as usize, h as usize)?;
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(w);
         limits.max_image_height = Some(h);
         limits.max_alloc = Some(MAX_DECODE_BYTES);
-        let mut r = reader()?;
-        r.limits(limits);
-        let img = r.decode().map_err(|e| ImageError::Decode(e.to_string()))?;
+        decoder.set_limits(limits).map_err(decode_err)?;
+        let img = image::DynamicImage::from_decoder(decoder).map_err(decode_err)?;
         check_size(img.width() as usize, img.height() as usize)?;
         let rgba = img.to_rgba8();
         Self::from_rgba(rgba.as_raw(), rgba.width() as usize, rgba.height() as usize)

@@ -89,12 +89,12 @@ impl Fit {
             "{} channels of {}×{} for a {}×{} image",
             h.channels, h.height, h.width, h.image_width, h.image_height
         );
+        let [gh, gw] = self.grid(h.image_height, h.image_width);
         let why = if h.channels != self.channels {
             format!("{} latent channels expected", self.channels)
         } else if h.image_width > self.max_side || h.image_height > self.max_side {
             format!("images up to {} pixels a side", self.max_side)
-        } else if [h.height, h.width] != self.grid(h.image_height, h.image_width) {
-            let [gh, gw] = self.grid(h.image_height, h.image_width);
+        } else if [h.height, h.width] != [gh, gw] {
             format!(
                 "a {}×{} image has a {gh}×{gw} latent at f = {} (padded to a multiple of {})",
                 h.image_width, h.image_height, self.factor, self.alignment

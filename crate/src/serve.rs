@@ -73,48 +73,46 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     (full.starts_with(&root) && full.is_file()).then_some(full)
 }
 
-/// Reads one line (up to and with its `\n`) into `buf`, taking at most `max` bytes from the stream.
-/// `Ok(false)` when the line is longer than `max` (or the stream ended inside it).
-fn read_line_bounded(r: &mut impl BufRead, max: usize, buf: &mut Vec<u8>) -> io::Result<bool> {
-    buf.clear();
-    r.by_ref().take(max as u64).read_until(b'\n', buf)?;
-    Ok(buf.last() == Some(&b'\n'))
-}
-
-/// What reading one bounded line came to.
+/// What reading one line came to.
 enum Line {
     Read,
     /// The client closed the connection inside the line: nobody is left to answer.
     Closed,
-    /// Too long, or too slow: answer this status and body, then close.
-    Answer(&'static str, String),
+    /// Longer than the bound.
+    TooLong,
+    /// The read timed out.
+    Late,
 }
 
-fn next_line(
-    r: &mut impl BufRead,
-    max: usize,
-    buf: &mut Vec<u8>,
-    too_long: (&'static str, String),
-    late: String,
-) -> io::Result<Line> {
-    match read_line_bounded(r, max, buf) {
-        Ok(true) => Ok(Line::Read),
-        Ok(false) if buf.len() < max => Ok(Line::Closed),
-        Ok(false) => Ok(Line::Answer(too_long.0, too_long.1)),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            Ok(Line::Answer("408 Request Timeout", late))
-        }
+/// Reads one line (up to and with its `\n`) into `buf`, taking at most `max` bytes from the stream.
+fn next_line(r: &mut impl BufRead, max: usize, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    match r.by_ref().take(max as u64).read_until(b'\n', buf) {
+        Ok(_) if buf.last() == Some(&b'\n') => Ok(Line::Read),
+        Ok(_) if buf.len() < max => Ok(Line::Closed),
+        Ok(_) => Ok(Line::TooLong),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(Line::Late),
         Err(e) => Err(e),
     }
 }
 
-fn status_only(s: &mut TcpStream, status: &str, why: &str) -> io::Result<()> {
+/// Writes one whole answer and closes the exchange (`Connection: close`); `body` is left out for
+/// HEAD, its length still announced.
+fn answer(s: &mut TcpStream, status: &str, ctype: &str, body: &[u8], head_only: bool) -> io::Result<()> {
     write!(
         s,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{why}",
-        why.len()
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        body.len()
     )?;
+    if !head_only {
+        s.write_all(body)?;
+    }
     s.flush()
+}
+
+/// A plain-text answer for a request that is refused before it is read whole.
+fn refuse(s: &mut TcpStream, status: &str, why: &str) -> io::Result<()> {
+    answer(s, status, "text/plain", why.as_bytes(), false)
 }
 
 fn respond(mut s: TcpStream, root: &Path, limits: &Limits) -> io::Result<()> {
@@ -123,29 +121,36 @@ fn respond(mut s: TcpStream, root: &Path, limits: &Limits) -> io::Result<()> {
     let mut r = BufReader::new(s.try_clone()?);
     let mut line = Vec::new();
     let timeout_ms = limits.timeout.as_millis();
-    let too_long = (
-        "414 URI Too Long",
-        format!("request line longer than {} bytes\n", limits.max_request_line),
-    );
-    let late = format!("no request within {timeout_ms} ms\n");
-    match next_line(&mut r, limits.max_request_line, &mut line, too_long, late)? {
+    match next_line(&mut r, limits.max_request_line, &mut line)? {
         Line::Read => {}
         Line::Closed => return Ok(()),
-        Line::Answer(status, why) => return status_only(&mut s, status, &why),
+        Line::TooLong => {
+            let why = format!("request line longer than {} bytes\n", limits.max_request_line);
+            return refuse(&mut s, "414 URI Too Long", &why);
+        }
+        Line::Late => {
+            return refuse(
+                &mut s,
+                "408 Request Timeout",
+                &format!("no request within {timeout_ms} ms\n"),
+            );
+        }
     }
     // The headers are read (so that the client sees an answer, not a reset) and ignored.
     let mut h = Vec::new();
     let mut left = limits.max_header_bytes;
     loop {
-        let too_long = (
-            "431 Request Header Fields Too Large",
-            format!("headers longer than {} bytes\n", limits.max_header_bytes),
-        );
-        let late = format!("headers not complete within {timeout_ms} ms\n");
-        match next_line(&mut r, left, &mut h, too_long, late)? {
+        match next_line(&mut r, left, &mut h)? {
             Line::Read => {}
             Line::Closed => return Ok(()),
-            Line::Answer(status, why) => return status_only(&mut s, status, &why),
+            Line::TooLong => {
+                let why = format!("headers longer than {} bytes\n", limits.max_header_bytes);
+                return refuse(&mut s, "431 Request Header Fields Too Large", &why);
+            }
+            Line::Late => {
+                let why = format!("headers not complete within {timeout_ms} ms\n");
+                return refuse(&mut s, "408 Request Timeout", &why);
+            }
         }
         left -= h.len();
         if h == b"\r\n" || h == b"\n" {
@@ -166,15 +171,7 @@ fn respond(mut s: TcpStream, root: &Path, limits: &Limits) -> io::Result<()> {
             None => ("404 Not Found", b"not found\n".to_vec(), "text/plain"),
         }
     };
-    write!(
-        s,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        s.write_all(&body)?;
-    }
-    s.flush()
+    answer(&mut s, status, ctype, &body, method == "HEAD")
 }
 
 /// Decrements the count of live connections when a connection's thread ends, however it ends.
@@ -194,7 +191,7 @@ pub fn serve_on(listener: TcpListener, root: &Path, limits: Limits) -> io::Resul
             live.fetch_sub(1, Ordering::SeqCst);
             let _ = stream.set_write_timeout(Some(limits.timeout));
             let why = format!("more than {} connections at once; try again\n", limits.max_connections);
-            let _ = status_only(&mut stream, "503 Service Unavailable", &why);
+            let _ = refuse(&mut stream, "503 Service Unavailable", &why);
             continue;
         }
         let slot = Slot(live.clone());
