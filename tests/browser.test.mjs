@@ -78,7 +78,7 @@ async function decodeFile(page, file) {
   return page.evaluate(() => ({ rgba: Array.from(window.epsvae.final.x0_hat), w: window.epsvae.final.width, h: window.epsvae.final.height, frames: window.epsvae.frames.length }));
 }
 
-function cliReference(file, steps = 3, seed = 0, temperature = null, preset = "small") {
+function cliReference(file, steps = 3, seed = 0, temperature = null, preset = "small-f8") {
   const out = join(scratch, `ref-${steps}-${seed}-${temperature}-${preset}.png`);
   const temp = temperature === null ? [] : ["--temperature", String(temperature)];
   const entry = JSON.parse(readFileSync(join(site, "weights/manifest.json"))).find((e) => e.preset === preset && e.parts.includes("decoder"));
@@ -247,7 +247,10 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
     await page.click("#copy-link");
     await page.waitForFunction(() => window.epsvae.link, null, { timeout: TIMEOUT });
     const link = await page.evaluate(() => window.epsvae.link);
-    assert.ok(link.length < 4000, `link is ${link.length} characters`);
+    // 4 channels of 32×32 at 8 bits, deflated and in base64url: about 4,100 values' worth of text.
+    assert.ok(link.length < 7000, `link is ${link.length} characters`);
+    console.log(`# f8 link of a 256² image: ${link.length} characters`);
+    assert.match(link, /[?&]preset=small-f8(&|#)/);
     assert.match(link, /&temp=0\.7&/);
     const fresh = await b.newContext();
     const p2 = await fresh.newPage();
@@ -277,7 +280,7 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
       };
     });
     assert.ok(look.latent[0] > 0 && look.latent[1] > 0 && look.latent[2] > 20, `latent panel ${look.latent}`);
-    assert.match(look.caption, /latent z: \d+ channels of 16×16/);
+    assert.match(look.caption, /latent z: 4 channels of 32×32/);
     assert.match(look.original, /not in the link/);
     assert.match(look.vae, /does not carry/);
     assert.match(look.velocity, /c_?skip.*c_?out|cskip.*cout/);
@@ -338,11 +341,12 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     assert.match(await page.$eval("#error", (e) => e.textContent), /temp=7 is not a number in 0\.\.2/);
     const ok2 = await decodeFile(page, input);
     assert.equal(ok2.frames, 3);
-    // A link whose header claims the model's 8 channels on a 512² grid for an 8192² image (an 8192²
-    // decode): refused from its 17 header bytes, and the module's memory does not grow.
+    // A link whose header claims the (default f8) model's 4 channels on a 1024² grid for an 8192²
+    // image (an 8192² decode): refused from its 17 header bytes, and the module's memory does not
+    // grow. (The goto()s above changed only the fragment, so the page kept its f8 model.)
     const memBefore = await page.evaluate(() => window.epsvae.memoryBytes());
     const huge = await page.evaluate(async () => {
-      const head = new Uint8Array([0x65, 0x56, 1, 8, 8, 0, 2, 0, 2, 0, 0x20, 0, 0x20, 0, 0, 0, 0]);
+      const head = new Uint8Array([0x65, 0x56, 1, 8, 4, 0, 4, 0, 4, 0, 0x20, 0, 0x20, 0, 0, 0, 0]);
       const packed = new Uint8Array(await new Response(new Blob([head]).stream().pipeThrough(new CompressionStream("deflate"))).arrayBuffer());
       return btoa(String.fromCharCode(...packed)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
     });
@@ -350,7 +354,7 @@ test("bad inputs show their error and the page still decodes the next valid inpu
     await page.waitForFunction(() => /does not fit/.test(document.getElementById("error").textContent), null, { timeout: TIMEOUT });
     assert.equal(
       await page.$eval("#error", (e) => e.textContent),
-      "the link's latent (8 channels of 512×512 for a 8192×8192 image) does not fit this model: images up to 2048 pixels a side",
+      "the link's latent (4 channels of 1024×1024 for a 8192×8192 image) does not fit this model: images up to 2048 pixels a side",
     );
     const grown = (await page.evaluate(() => window.epsvae.memoryBytes())) - memBefore;
     assert.ok(grown < 16 << 20, `the oversized link grew the module's memory by ${grown} bytes`);
@@ -366,33 +370,78 @@ test("the page explains what it shows: weights, latent size, compression", { tim
   try {
     const { page } = await open(b, "?backend=cpu");
     await ready(page);
-    assert.match(await page.$eval("#weights-note", (e) => e.textContent), /^Weights: small preset, int8, /);
+    // The default is the f = 8 pair.
+    assert.match(await page.$eval("#weights-note", (e) => e.textContent), /^Weights: small-f8 preset, int8, /);
+    assert.equal(await page.$eval("#preset", (e) => e.value), "small-f8");
     await decodeFile(page, input);
-    // 96×80 at f = 16: 8 channels of 6×5.
-    assert.match(await page.$eval("#cap-latent", (e) => e.textContent), /8 channels of 6×5; 240 values for 23040 image bytes \(96:1\)/);
+    // 96×80 at f = 8: 4 channels of 12×10.
+    assert.match(await page.$eval("#cap-latent", (e) => e.textContent), /4 channels of 12×10; 480 values for 23040 image bytes \(48:1\)/);
     const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json")));
     const withBaseline = manifest.some((e) => e.parts.includes("baseline"));
     assert.equal(await page.$$eval("#metrics tbody tr", (r) => r.length), withBaseline ? 2 : 1, "ε-VAE (and VAE baseline) metrics");
+    // A filmstrip of the three steps' x̂0 and a PSNR/SSIM chart with a point per step; the chart's
+    // last PSNR is the metrics table's.
+    assert.equal(await page.$$eval("#filmstrip canvas", (c) => c.filter((x) => x.width === 96 && x.height === 80).length), 3);
+    const steps = await page.evaluate(() => window.epsvae.stepMetrics);
+    assert.equal(steps.length, 3);
+    assert.equal(await page.$$eval("#step-chart circle", (c) => c.length), 6);
+    const shown = await page.$eval("#metrics tbody tr td:nth-child(2)", (e) => e.textContent);
+    assert.equal(steps[2].psnr.toFixed(2), shown);
+    // What the decoder invents: 3 seeds' mean and spread. Averaging what the seeds disagree on
+    // raises PSNR above a single seed's; the spread map is not blank.
+    await page.fill("#spread-k", "3");
+    await page.click("#spread-run");
+    await page.waitForFunction(() => document.body.dataset.spread || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.equal(await page.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
+    const sp = await page.evaluate(() => {
+      const c = document.getElementById("c-spread");
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let hi = 0;
+      for (let i = 0; i < px.length; i += 4) hi = Math.max(hi, px[i]);
+      return { ...window.epsvae.spread, size: [c.width, c.height], hi, info: document.getElementById("spread-info").textContent };
+    });
+    assert.deepEqual(sp.size, [96, 80]);
+    assert.equal(sp.k, 3);
+    assert.ok(sp.meanSpread > 0.5 && sp.hi > 40, `spread ${sp.meanSpread}/255, brightest ${sp.hi}`);
+    assert.ok(sp.psnrMean > sp.psnrSingle, `mean of the seeds ${sp.psnrMean} dB, one seed ${sp.psnrSingle} dB`);
+    assert.match(sp.info, /3 seeds from 0, 3 steps/);
+    console.log(`# spread: ${sp.info}`);
   } finally {
     await b.close();
   }
 });
 
-test("?preset=small-f8 loads the f = 8 pair, decodes as the CLI does, and an unknown preset is named", { timeout: TIMEOUT }, async () => {
+test("?preset=small loads the f = 16 pair, decodes as the CLI does, and an unknown preset is named", { timeout: TIMEOUT }, async () => {
   const b = await browser(false);
   try {
-    const { page, requests } = await open(b, "?backend=cpu&preset=small-f8");
+    const { page, requests } = await open(b, "?backend=cpu&preset=small");
     await ready(page);
-    assert.match(await page.$eval("#weights-note", (e) => e.textContent), /^Weights: small-f8 preset, int8, /);
-    assert.equal(await page.$eval("#preset", (e) => e.value), "small-f8");
+    assert.match(await page.$eval("#weights-note", (e) => e.textContent), /^Weights: small preset, int8, /);
+    assert.equal(await page.$eval("#preset", (e) => e.value), "small");
     const got = await decodeFile(page, input);
-    // 96×80 at f = 8: 4 channels of 12×10.
-    assert.match(await page.$eval("#cap-latent", (e) => e.textContent), /4 channels of 12×10; 480 values for 23040 image bytes \(48:1\)/);
-    const want = await pngPixels(page, cliReference(input, 3, 0, null, "small-f8"));
+    // 96×80 at f = 16: 8 channels of 6×5.
+    assert.match(await page.$eval("#cap-latent", (e) => e.textContent), /8 channels of 6×5; 240 values for 23040 image bytes \(96:1\)/);
+    const want = await pngPixels(page, cliReference(input, 3, 0, null, "small"));
     const d = maxDiff(got.rgba, want.rgba);
     assert.ok(d <= 2, `max difference ${d}/255 from the CLI`);
     const weights = [...new Set(requests.filter((u) => u.endsWith(".safetensors")).map((u) => u.split("/").pop()))].sort();
-    assert.deepEqual(weights, ["epsvae-small-f8.safetensors", "vae-small-f8.safetensors"]);
+    assert.deepEqual(weights, ["epsvae-small.safetensors", "vae-small.safetensors"]);
+    // Its link names the preset; the same link without it (as links were written while f16 was
+    // the default) still opens with the f16 pair and decodes the same image.
+    await page.click("#copy-link");
+    await page.waitForFunction(() => window.epsvae.link, null, { timeout: TIMEOUT });
+    const link = await page.evaluate(() => window.epsvae.link);
+    assert.match(link, /[?&]preset=small(&|#)/);
+    const legacy = link.replace(/([?&])preset=small(&|(?=#))/, (m, a, c) => (a === "?" && c === "&" ? "?" : c === "&" ? a : ""));
+    assert.ok(!legacy.includes("preset="), legacy);
+    const fresh = await (await b.newContext()).newPage();
+    fresh.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
+    await fresh.goto(legacy);
+    await fresh.waitForFunction(() => document.body.dataset.done || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.equal(await fresh.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
+    assert.match(await fresh.$eval("#weights-note", (e) => e.textContent), /^Weights: small preset, int8, /);
+    const again = await fresh.evaluate(() => Array.from(window.epsvae.final.x0_hat));
+    assert.ok(maxDiff(got.rgba, again) <= 2, `the legacy link's decode differs by ${maxDiff(got.rgba, again)}/255`);
     const bad = await open(b, "?backend=cpu&preset=f3");
     await bad.page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
     const err = await bad.page.$eval("#error", (e) => e.textContent);

@@ -5,8 +5,13 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_SIDE = Math.max(32, Math.min(2048, parseInt(params.get("max") || "512", 10) || 512));
 if (params.get("embed") === "1") document.body.classList.add("embed");
-// Which operating point: the manifest's entries of this preset are loaded (?preset=small-f8).
-const PRESET = params.get("preset") || "small";
+// Which operating point: the manifest's entries of this preset are loaded. f8 (48:1) unless the
+// query names another (?preset=small: f16, 96:1). Every link this page writes names its preset;
+// a link with none was made while f16 was the default, so it holds an f16 latent and opens with
+// the f16 pair.
+const DEFAULT_PRESET = "small-f8";
+const LEGACY_LINK_PRESET = "small";
+const PRESET = params.get("preset") || (location.hash.length > 1 ? LEGACY_LINK_PRESET : DEFAULT_PRESET);
 
 // ---- worker RPC ------------------------------------------------------------------------------
 let worker = null;
@@ -140,6 +145,49 @@ function showFrame(i) {
   $("frame-label").textContent = `step ${f.index + 1}/${f.steps}`;
   drawGrid(f.index);
   showVelocityFormula(f.t);
+  syncFilmstrip();
+}
+
+// Every step's x̂0 as a thumbnail under the scrubber; the shown one is outlined.
+function syncFilmstrip() {
+  const strip = $("filmstrip");
+  while (strip.children.length > state.frames.length) strip.lastChild.remove();
+  for (let i = strip.children.length; i < state.frames.length; i++) {
+    const f = state.frames[i];
+    const c = document.createElement("canvas");
+    draw(c, f.x0_hat, f.width, f.height);
+    c.title = `x̂0 after step ${f.index + 1} of ${f.steps} (t = ${f.t.toFixed(3)} → ${f.t_next.toFixed(3)})`;
+    c.addEventListener("click", () => showFrame(i));
+    strip.append(c);
+  }
+  [...strip.children].forEach((c, i) => c.classList.toggle("shown", i === state.shown));
+}
+
+// PSNR and SSIM of each step's x̂0 against the original: two lines over the step index.
+function drawStepChart(points) {
+  const svg = $("step-chart");
+  if (!points.length) {
+    svg.innerHTML = `<text x="10" y="75" font-size="11">no original to compare with (a link carries only the latent)</text>`;
+    return;
+  }
+  const n = points.length;
+  const x = (i) => (n === 1 ? 160 : 40 + (i * 240) / (n - 1));
+  const ps = points.map((p) => p.psnr);
+  const lo = Math.floor(Math.min(...ps) - 0.5), hi = Math.ceil(Math.max(...ps) + 0.5);
+  const yp = (v) => 125 - ((v - lo) / Math.max(hi - lo, 1e-6)) * 105;
+  const ys = (v) => 125 - v * 105; // SSIM on 0..1
+  let s = `<line x1="40" y1="125" x2="280" y2="125" stroke="#999"/><line x1="40" y1="20" x2="40" y2="125" stroke="#999"/><line x1="280" y1="20" x2="280" y2="125" stroke="#999"/>`;
+  s += `<text x="2" y="24" font-size="10" fill="#4b6bdc">${hi} dB</text><text x="2" y="128" font-size="10" fill="#4b6bdc">${lo} dB</text>`;
+  s += `<text x="284" y="24" font-size="10" fill="#d9822b">1</text><text x="284" y="128" font-size="10" fill="#d9822b">0</text>`;
+  s += `<text x="130" y="143" font-size="10">Euler step</text>`;
+  const line = (f, colour) => `<polyline fill="none" stroke="${colour}" stroke-width="2" points="${points.map((p, i) => `${x(i)},${f(p)}`).join(" ")}"/>`;
+  s += line((p) => yp(p.psnr), "#4b6bdc") + line((p) => ys(p.ssim), "#d9822b");
+  points.forEach((p, i) => {
+    s += `<circle cx="${x(i)}" cy="${yp(p.psnr)}" r="3" fill="#4b6bdc"><title>step ${i + 1}: ${p.psnr.toFixed(2)} dB</title></circle>`;
+    s += `<circle cx="${x(i)}" cy="${ys(p.ssim)}" r="3" fill="#d9822b"><title>step ${i + 1}: SSIM ${p.ssim.toFixed(3)}</title></circle>`;
+    s += `<text x="${x(i) - 3}" y="137" font-size="9">${i + 1}</text>`;
+  });
+  svg.innerHTML = s;
 }
 
 // ---- weights ---------------------------------------------------------------------------------
@@ -355,6 +403,11 @@ async function run() {
   const id = ++state.runId;
   const { steps, seed, temperature } = settings();
   state.frames = [];
+  state.final = null;
+  state.stepMetrics = [];
+  $("filmstrip").replaceChildren(); // a new run's thumbnails replace the last run's
+  $("step-chart").innerHTML = "";
+  clearSpread();
   state.grid = await call("begin", steps, seed, temperature);
   $("tau").textContent = String(temperature);
   drawGrid(0);
@@ -382,8 +435,13 @@ async function playLoop(id) {
 async function finished(f) {
   state.playing = false;
   const rows = [];
+  state.stepMetrics = [];
   if (state.image && !state.fromLink) {
-    const [p, s] = await call("metrics", state.image.rgba, f.x0_hat, f.width, f.height);
+    for (const g of state.frames) {
+      const [p, s] = await call("metrics", state.image.rgba, g.x0_hat, g.width, g.height);
+      state.stepMetrics.push({ psnr: p, ssim: s });
+    }
+    const { psnr: p, ssim: s } = state.stepMetrics[state.stepMetrics.length - 1];
     rows.push(["ε-VAE", p, s]);
     if (state.baseline) {
       const [pb, sb] = await call("metrics", state.image.rgba, state.baseline, f.width, f.height);
@@ -393,16 +451,95 @@ async function finished(f) {
   $("metrics").querySelector("tbody").innerHTML = state.fromLink
     ? `<tr><td colspan="3">no metrics: a link does not carry the original image</td></tr>`
     : rows.map(([n, p, s]) => `<tr><td>${n}</td><td>${p.toFixed(2)}</td><td>${s.toFixed(4)}</td></tr>`).join("");
+  drawStepChart(state.stepMetrics);
   state.final = f;
   setStatus(`done: ${f.steps} step${f.steps > 1 ? "s" : ""}, seed ${$("seed").value}, temperature ${$("temperature").value}`);
   document.body.dataset.done = String(state.runId);
+}
+
+// ---- what the decoder invents: K seeds, their mean and per-pixel spread -----------------------
+function clearSpread() {
+  for (const c of [$("c-mean"), $("c-spread")]) {
+    c.width = c.height = 0;
+  }
+  $("spread-info").textContent = "";
+  state.spread = null;
+}
+
+async function spread() {
+  if (!state.final) throw new Error("decode an image (or open a link) first; the seeds are decoded from its latent");
+  const id = ++state.runId; // a new image or setting cancels this as it cancels a run
+  const k = Math.max(2, Math.min(8, parseInt($("spread-k").value, 10) || 4));
+  $("spread-k").value = String(k);
+  const { steps, seed, temperature } = settings();
+  const outs = [];
+  let w = 0, h = 0;
+  for (let i = 0; i < k; i++) {
+    const s = (seed + i) % 4294967296;
+    $("spread-info").textContent = `decoding seed ${s} (${i + 1} of ${k})…`;
+    await call("begin", steps, s, temperature);
+    let f;
+    do {
+      f = await call("step");
+      if (id !== state.runId) return;
+    } while (!f.done);
+    outs.push(f.x0_hat);
+    [w, h] = [f.width, f.height];
+  }
+  // Mean and standard deviation over the seeds, per pixel and channel; the spread shown is the
+  // channels' root mean square, on a colour ramp whose top is 32/255.
+  const n = w * h;
+  const mean = new Uint8ClampedArray(n * 4);
+  const heat = new Uint8ClampedArray(n * 4);
+  let total = 0;
+  for (let p = 0; p < n; p++) {
+    let v = 0;
+    for (let c = 0; c < 3; c++) {
+      let s1 = 0, s2 = 0;
+      for (const o of outs) {
+        const x = o[p * 4 + c];
+        s1 += x;
+        s2 += x * x;
+      }
+      const m = s1 / k;
+      mean[p * 4 + c] = Math.round(m);
+      v += Math.max(0, s2 / k - m * m);
+    }
+    const sd = Math.sqrt(v / 3);
+    total += sd;
+    const a = Math.min(1, sd / 32);
+    // black → purple → orange → pale yellow
+    heat[p * 4] = 255 * Math.min(1, 2 * a);
+    heat[p * 4 + 1] = 255 * Math.max(0, 2 * a - 1);
+    heat[p * 4 + 2] = 255 * (a < 0.5 ? a : Math.max(0, 1.5 * a - 0.5));
+    mean[p * 4 + 3] = heat[p * 4 + 3] = 255;
+  }
+  draw($("c-mean"), mean, w, h);
+  draw($("c-spread"), heat, w, h);
+  let info = `${k} seeds from ${seed}, ${steps} step${steps > 1 ? "s" : ""}, τ ${temperature}: mean spread ${(total / n).toFixed(1)}/255`;
+  state.spread = { k, meanSpread: total / n };
+  if (state.image && !state.fromLink) {
+    const single = [];
+    for (const o of outs) single.push((await call("metrics", state.image.rgba, o, w, h))[0]);
+    const [pm] = await call("metrics", state.image.rgba, mean, w, h);
+    const avg = single.reduce((a, b) => a + b, 0) / k;
+    state.spread.psnrMean = pm;
+    state.spread.psnrSingle = avg;
+    info += `; PSNR of the mean ${pm.toFixed(2)} dB, of one seed ${avg.toFixed(2)} dB on average`;
+  }
+  if (id !== state.runId) return;
+  $("spread-info").textContent = info;
+  document.body.dataset.spread = String(id);
 }
 
 // ---- sharing ---------------------------------------------------------------------------------
 async function copyLink() {
   const z = await call("exportLatent");
   const { steps, seed, temperature } = settings();
-  const url = `${location.origin}${location.pathname}${location.search}#v=1&steps=${steps}&seed=${seed}&temp=${temperature}&z=${z}`;
+  // The link names its model, so it opens with the file its latent came from whatever the default.
+  const q = new URLSearchParams(location.search);
+  q.set("preset", PRESET);
+  const url = `${location.origin}${location.pathname}?${q}#v=1&steps=${steps}&seed=${seed}&temp=${temperature}&z=${z}`;
   state.link = url;
   $("link-info").textContent = `link: ${url.length} characters (the latent is ${z.length} of them)`;
   try {
@@ -483,6 +620,7 @@ $("step-once").addEventListener("click", () => guarded(async () => {
   if (f.done) finished(f);
 }));
 $("replay").addEventListener("click", () => guarded(run));
+$("spread-run").addEventListener("click", () => guarded(spread));
 $("scrub").addEventListener("input", (e) => showFrame(parseInt(e.target.value, 10)));
 $("copy-link").addEventListener("click", () => guarded(copyLink));
 $("clear-cache").addEventListener("click", () => guarded(async () => { await call("clearCache"); setStatus("cached weights cleared; they download again on the next visit"); }));
@@ -492,9 +630,10 @@ $("preset").value = PRESET;
 // (links carry the query, so a link opens the model its latent came from).
 $("preset").addEventListener("change", (e) => {
   const q = new URLSearchParams(location.search);
-  if (e.target.value === "small") q.delete("preset");
+  if (e.target.value === DEFAULT_PRESET) q.delete("preset");
   else q.set("preset", e.target.value);
-  location.search = q.toString();
+  // The latent of an open link belongs to the other model: drop it with the switch.
+  location.href = `${location.pathname}?${q}`;
 });
 
 async function samples() {
