@@ -249,7 +249,7 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
     const link = await page.evaluate(() => window.epsvae.link);
     // 4 channels of 32×32 at 8 bits, deflated and in base64url: about 4,100 values' worth of text.
     assert.ok(link.length < 7000, `link is ${link.length} characters`);
-    console.log(`# f8 link of a 256² image: ${link.length} characters`);
+    console.log(`f8 link of a 256² image: ${link.length} characters`);
     assert.match(link, /[?&]preset=small-f8(&|#)/);
     assert.match(link, /&temp=0\.7&/);
     const fresh = await b.newContext();
@@ -405,7 +405,7 @@ test("the page explains what it shows: weights, latent size, compression", { tim
     assert.ok(sp.meanSpread > 0.5 && sp.hi > 40, `spread ${sp.meanSpread}/255, brightest ${sp.hi}`);
     assert.ok(sp.psnrMean > sp.psnrSingle, `mean of the seeds ${sp.psnrMean} dB, one seed ${sp.psnrSingle} dB`);
     assert.match(sp.info, /3 seeds from 0, 3 steps/);
-    console.log(`# spread: ${sp.info}`);
+    console.log(`spread: ${sp.info}`);
   } finally {
     await b.close();
   }

@@ -1,7 +1,7 @@
 // Benchmark of the page (not a test: it prints figures). Serves target/site, opens it in headless
 // Chromium on WebGPU (SwiftShader here) and on the CPU, decodes a 256×256 image in 3 steps, and
 // prints the page's own timings, the wasm size (raw and gzipped) and the weight bytes.
-//   node tools/bench_page.mjs [target/site]
+//   node tools/bench_page.mjs [target/site] [QUERY]     # e.g. "backend=cpu&preset=small": one backend, one model
 import { readFileSync, statSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { join } from "node:path";
@@ -18,12 +18,14 @@ for (const e of manifest) console.log(`weights: ${e.file} ${(e.bytes / 1e6).toFi
 
 const { origin, server } = await serveSite(site);
 const flags = [...FLAGS, "--enable-unsafe-webgpu"];
-for (const backend of ["webgpu", "cpu"]) {
+const query = new URLSearchParams(process.argv[3] || "");
+for (const backend of query.has("backend") ? [query.get("backend")] : ["webgpu", "cpu"]) {
+  query.set("backend", backend);
   const b = await chromium.launch({ executablePath: "/usr/bin/chromium", args: flags });
   // Each run starts with an empty cache: the time to first frame includes downloading the weights.
   const page = await (await b.newContext()).newPage();
   const t0 = Date.now();
-  await page.goto(`${origin}/?backend=${backend}`);
+  await page.goto(`${origin}/?${query}`);
   await page.waitForFunction(() => window.epsvae && window.epsvae.ready, null, { timeout: 600000 });
   const png = await page.evaluate(async () => {
     const bmp = await createImageBitmap(await (await fetch("samples/citrus.jpg")).blob());

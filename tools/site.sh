@@ -14,9 +14,16 @@ rm -rf "$out" && mkdir -p "$out"
 # wasm-opt is single-threaded and takes minutes, so each module's runs in the background while the
 # next one compiles; the script waits for them (and fails with them) before copying the page.
 pids=()
-for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
-  IFS=: read -r name profile features <<< "$variant"
+# The CPU module is built with wasm SIMD (simd128, in every current browser): burn's flex kernels
+# and gemm's matrix products then use 128-bit vectors (README "Sizes"). The WebGPU module needs none.
+for variant in pkg:wasm:web,gpu: pkg-cpu:wasm-cpu:web,cpu:+simd128; do
+  IFS=: read -r name profile features target_features <<< "$variant"
   dir="$out/$name"
+  if [ -n "$target_features" ]; then
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=$target_features"
+  else
+    unset CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS
+  fi
   timed "cargo build $name ($profile)" cargo build --lib --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
   wasm="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$profile/epsvae.wasm"
   mkdir -p "$dir"
@@ -31,7 +38,7 @@ for variant in pkg:wasm:web,gpu pkg-cpu:wasm-cpu:web,cpu; do
   fi
   mkdir -p target/wasm-opt
   (
-    timed "wasm-opt $name" node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    timed "wasm-opt $name" node node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-simd \
       "$dir/epsvae_bg.wasm" -o "$opt.tmp"
     mv "$opt.tmp" "$opt"
     cp "$opt" "$dir/epsvae_bg.wasm"
