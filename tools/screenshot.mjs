@@ -1,5 +1,5 @@
 // Takes the README's picture of the page: serves the built site, opens it in headless Chromium on
-// the CPU backend, decodes the first sample photo in 3 steps and saves the whole page as a PNG.
+// the CPU backend, decodes the first sample photo in 3 steps (and with 4 seeds) and saves the whole page as a PNG.
 //   node tools/screenshot.mjs [SITE] [OUT]        # defaults: target/site, docs/page.png
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -15,6 +15,9 @@ try {
   await page.waitForFunction(() => window.epsvae && window.epsvae.ready, null, { timeout: 600000 });
   await page.click("#samples img");
   await page.waitForFunction(() => document.body.dataset.done, null, { timeout: 600000 });
+  // "What the decoder invents": 4 seeds' mean and spread.
+  await page.click("#spread-run");
+  await page.waitForFunction(() => document.body.dataset.spread, null, { timeout: 600000 });
   await page.screenshot({ path: out, fullPage: true });
   console.log(`screenshot: ${out}`);
 } finally {

@@ -179,7 +179,7 @@ function drawStepChart(points) {
   let s = `<line x1="40" y1="125" x2="280" y2="125" stroke="#999"/><line x1="40" y1="20" x2="40" y2="125" stroke="#999"/><line x1="280" y1="20" x2="280" y2="125" stroke="#999"/>`;
   s += `<text x="2" y="24" font-size="10" fill="#4b6bdc">${hi} dB</text><text x="2" y="128" font-size="10" fill="#4b6bdc">${lo} dB</text>`;
   s += `<text x="284" y="24" font-size="10" fill="#d9822b">1</text><text x="284" y="128" font-size="10" fill="#d9822b">0</text>`;
-  s += `<text x="130" y="143" font-size="10">Euler step</text>`;
+  s += `<text x="226" y="147" font-size="10">Euler step</text>`;
   const line = (f, colour) => `<polyline fill="none" stroke="${colour}" stroke-width="2" points="${points.map((p, i) => `${x(i)},${f(p)}`).join(" ")}"/>`;
   s += line((p) => yp(p.psnr), "#4b6bdc") + line((p) => ys(p.ssim), "#d9822b");
   points.forEach((p, i) => {
