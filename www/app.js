@@ -402,6 +402,7 @@ function settings() {
 async function run() {
   const id = ++state.runId;
   const { steps, seed, temperature } = settings();
+  state.runSettings = { steps, seed, temperature };
   state.frames = [];
   state.final = null;
   state.stepMetrics = [];
@@ -471,10 +472,11 @@ async function spread() {
   const id = ++state.runId; // a new image or setting cancels this as it cancels a run
   const k = Math.max(2, Math.min(8, parseInt($("spread-k").value, 10) || 4));
   $("spread-k").value = String(k);
-  const { steps, seed, temperature } = settings();
-  const outs = [];
-  let w = 0, h = 0;
-  for (let i = 0; i < k; i++) {
+  // The seeds from the finished run's own: its final image is the first one's decode.
+  const { steps, seed, temperature } = state.runSettings;
+  const outs = [state.final.x0_hat];
+  const [w, h] = [state.final.width, state.final.height];
+  for (let i = 1; i < k; i++) {
     const s = (seed + i) % 4294967296;
     $("spread-info").textContent = `decoding seed ${s} (${i + 1} of ${k})…`;
     await call("begin", steps, s, temperature);
@@ -484,7 +486,6 @@ async function spread() {
       if (id !== state.runId) return;
     } while (!f.done);
     outs.push(f.x0_hat);
-    [w, h] = [f.width, f.height];
   }
   // Mean and standard deviation over the seeds, per pixel and channel; the spread shown is the
   // channels' root mean square, on a colour ramp whose top is 32/255.
@@ -508,7 +509,7 @@ async function spread() {
     const sd = Math.sqrt(v / 3);
     total += sd;
     const a = Math.min(1, sd / 32);
-    // black → purple → orange → pale yellow
+    // black → magenta → pink → white
     heat[p * 4] = 255 * Math.min(1, 2 * a);
     heat[p * 4 + 1] = 255 * Math.max(0, 2 * a - 1);
     heat[p * 4 + 2] = 255 * (a < 0.5 ? a : Math.max(0, 1.5 * a - 0.5));
@@ -519,8 +520,8 @@ async function spread() {
   let info = `${k} seeds from ${seed}, ${steps} step${steps > 1 ? "s" : ""}, τ ${temperature}: mean spread ${(total / n).toFixed(1)}/255`;
   state.spread = { k, meanSpread: total / n };
   if (state.image && !state.fromLink) {
-    const single = [];
-    for (const o of outs) single.push((await call("metrics", state.image.rgba, o, w, h))[0]);
+    const single = [state.stepMetrics[state.stepMetrics.length - 1].psnr]; // the run's final image
+    for (const o of outs.slice(1)) single.push((await call("metrics", state.image.rgba, o, w, h))[0]);
     const [pm] = await call("metrics", state.image.rgba, mean, w, h);
     const avg = single.reduce((a, b) => a + b, 0) / k;
     state.spread.psnrMean = pm;
