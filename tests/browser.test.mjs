@@ -387,6 +387,33 @@ test("the page explains what it shows: weights, latent size, compression", { tim
     assert.equal(await page.$$eval("#step-chart circle", (c) => c.length), 6);
     const shown = await page.$eval("#metrics tbody tr td:nth-child(2)", (e) => e.textContent);
     assert.equal(steps[2].psnr.toFixed(2), shown);
+    // The loupe shows the same pixels of every panel, magnified: it opens at the centre and follows
+    // the pointer; each magnified pixel is the panel's pixel at the named position.
+    assert.equal(await page.$eval("#loupe", (e) => e.hidden), false, "the loupe opens with the first frame");
+    const box = await page.$eval("#c-x0", (c) => { const r = c.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; });
+    await page.mouse.move(box[0] + box[2] * 0.2, box[1] + box[3] * 0.25);
+    const lp = await page.evaluate(() => {
+      const { x, y, size, zoom } = window.epsvae.loupe;
+      const mismatch = [];
+      for (const name of ["input", "xt", "x0", "vae"]) {
+        const src = document.getElementById(`c-${name}`);
+        const a = src.getContext("2d").getImageData(x, y, size, size).data;
+        const b = document.getElementById(`z-${name}`).getContext("2d").getImageData(0, 0, size * zoom, size * zoom).data;
+        for (let j = 0; j < size; j += 3) {
+          for (let i = 0; i < size; i += 3) {
+            if (x + i >= src.width || y + j >= src.height) continue;
+            const pa = 4 * (j * size + i), pb = 4 * ((j * zoom + 2) * size * zoom + i * zoom + 2);
+            for (let c = 0; c < 3; c++) if (a[pa + c] !== b[pb + c]) mismatch.push(`${name} (${x + i}, ${y + j})`);
+          }
+        }
+      }
+      return { x, y, size, zoom, mismatch: mismatch.slice(0, 5), info: document.getElementById("loupe-info").textContent };
+    });
+    // 96×80 image: the pointer at 20%/25% of the panel aims at pixel (19, 20) (±1 for the
+    // pointer's rounding), so the 32² window starts at about (3, 4).
+    assert.deepEqual([lp.size, lp.zoom], [32, 5]);
+    assert.ok(Math.abs(lp.x - 3) <= 1 && Math.abs(lp.y - 4) <= 1, lp.info);
+    assert.deepEqual(lp.mismatch, [], "magnified pixels differ from the panels'");
     // What the decoder invents: 3 seeds' mean and spread. Averaging what the seeds disagree on
     // raises PSNR above a single seed's; the spread map is not blank.
     await page.fill("#spread-k", "3");

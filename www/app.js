@@ -77,10 +77,62 @@ function timing(name, ms) {
 
 // ---- drawing ---------------------------------------------------------------------------------
 function draw(canvas, rgba, w, h) {
+  delete canvas.dataset.placeholder;
   canvas.width = w;
   canvas.height = h;
   canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), w, h), 0, 0);
 }
+// The loupe: the same LOUPE_SRC² pixels of the four panels side by side, magnified without
+// smoothing, so the texture each decoder draws (or invents) can be compared pixel by pixel. It
+// follows the pointer over any panel (a tap on a phone) and stays where it was left; it is redrawn
+// whenever a panel changes. Every panel shares the image's pixel grid (frames are padded at the
+// right and bottom only), so one position names the same spot in all of them.
+const LOUPE_SRC = 32;
+const LOUPE_ZOOM = 5;
+const LOUPE_PANELS = ["input", "xt", "x0", "vae"];
+const loupe = { x: null, y: null };
+function drawLoupe() {
+  const ref = $("c-x0");
+  if (loupe.x === null || ref.dataset.placeholder || !state.frames.length) return;
+  const side = LOUPE_SRC * LOUPE_ZOOM;
+  const x0 = Math.max(0, Math.min(loupe.x - LOUPE_SRC / 2, ref.width - LOUPE_SRC));
+  const y0 = Math.max(0, Math.min(loupe.y - LOUPE_SRC / 2, ref.height - LOUPE_SRC));
+  for (const name of LOUPE_PANELS) {
+    const src = $(`c-${name}`);
+    const dst = $(`z-${name}`);
+    dst.width = side;
+    dst.height = side;
+    const ctx = dst.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = "#eee";
+    ctx.fillRect(0, 0, side, side);
+    if (src.dataset.placeholder || !src.width) {
+      ctx.fillStyle = "#555";
+      ctx.font = "14px sans-serif";
+      ctx.textAlign = "center";
+      ctx.fillText("not in this view", side / 2, side / 2);
+      continue;
+    }
+    const w = Math.min(LOUPE_SRC, src.width - x0);
+    const h = Math.min(LOUPE_SRC, src.height - y0);
+    if (w > 0 && h > 0) ctx.drawImage(src, x0, y0, w, h, 0, 0, w * LOUPE_ZOOM, h * LOUPE_ZOOM);
+  }
+  state.loupe = { x: x0, y: y0, size: LOUPE_SRC, zoom: LOUPE_ZOOM };
+  $("loupe-info").textContent = `${LOUPE_ZOOM}× zoom of the ${LOUPE_SRC}×${LOUPE_SRC} pixels at (${x0}, ${y0}) in each panel: move the pointer over an image (or tap it) to move it.`;
+  $("loupe").hidden = false;
+}
+function aimLoupe(e) {
+  const c = e.currentTarget;
+  if (!c.width || !c.clientWidth) return;
+  loupe.x = Math.round((e.offsetX * c.width) / c.clientWidth);
+  loupe.y = Math.round((e.offsetY * c.height) / c.clientHeight);
+  drawLoupe();
+}
+for (const name of LOUPE_PANELS) {
+  $(`c-${name}`).addEventListener("pointermove", aimLoupe);
+  $(`c-${name}`).addEventListener("pointerdown", aimLoupe);
+}
+
 function drawGrid(current) {
   const g = state.grid;
   const svg = $("grid");
@@ -146,6 +198,9 @@ function showFrame(i) {
   drawGrid(f.index);
   showVelocityFormula(f.t);
   syncFilmstrip();
+  // The loupe starts at the image's centre.
+  if (loupe.x === null) [loupe.x, loupe.y] = [f.width >> 1, f.height >> 1];
+  drawLoupe();
 }
 
 // Every step's x̂0 as a thumbnail under the scrubber; the shown one is outlined.
@@ -380,6 +435,7 @@ async function afterLatent() {
       timing("VAE baseline decode", b.ms);
       state.baseline = b.rgba;
       draw($("c-vae"), b.rgba, state.image.width, state.image.height);
+      drawLoupe();
     } catch (e) {
       showError(e.message);
     }
