@@ -327,12 +327,18 @@ impl ModelConfig {
         ] {
             within(&format!("{what}.image channels"), ch, 3, 3)?;
             within(&format!("{what}.stem_unshuffle"), r, 1, 4)?;
-            within(&format!("{what}.base_channels"), base, 1, 512)?;
+            // At least 3: burn's GroupNorm panics on a tensor of 2 elements or fewer (it checks the
+            // element count where it means the rank), which a 1- or 2-channel level reaches at 1×1
+            // (found by the `config` fuzz target).
+            within(&format!("{what}.base_channels"), base, 3, 512)?;
             within(&format!("{what}.channel_mult length"), mult.len(), 1, 6)?;
             for m in mult.iter() {
                 within(&format!("{what}.channel_mult entry"), *m, 1, 16)?;
             }
-            within(&format!("{what}.blocks_per_level"), blocks, 0, 8)?;
+            // At least 1: a level's first block is what changes the width to the level's, so a part
+            // without blocks whose channel_mult changes would feed a width its next layer does not
+            // take (found by the `config` fuzz target).
+            within(&format!("{what}.blocks_per_level"), blocks, 1, 8)?;
             within(&format!("{what}.norm_groups"), groups, 1, 64)?;
             within(&format!("{what}.latent_channels"), n_z, 1, 64)?;
         }
@@ -402,7 +408,12 @@ impl ModelConfig {
             if mult.is_empty() {
                 return Err(format!("{what}.channel_mult is empty"));
             }
-            if let Some(m) = mult.iter().find(|m| (base * **m) % groups != 0) {
+            // The base width too: the decoder's stem gives it to its first block (found by the
+            // `config` fuzz target).
+            if let Some(m) = std::iter::once(&1)
+                .chain(mult.iter())
+                .find(|m| (base * **m) % groups != 0)
+            {
                 return Err(format!(
                     "{what}: width {} is not a multiple of norm_groups {groups}",
                     base * m

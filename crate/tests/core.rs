@@ -1220,6 +1220,20 @@ fn security_catalogue_weights_links_and_images() {
     let mut longer = bytes.clone();
     longer.extend_from_slice(&[0; 12]);
     c.insert("W16", err(&longer));
+    // Found by the `config` fuzz target: a 2-channel level at 1×1 panicked in burn's GroupNorm; a
+    // decoder level without blocks fed its base width where the level's is expected.
+    c.insert("W17", cfg_edit("encoder", "base_channels", 2.into()));
+    c.insert("W18", cfg_edit("decoder", "blocks_per_level", 0.into()));
+    c.insert("W19", {
+        err(&edit_header(&bytes, |j| {
+            let mut cfg: serde_json::Value =
+                serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
+            cfg["decoder"]["base_channels"] = 4.into();
+            cfg["decoder"]["channel_mult"] = serde_json::json!([2, 2]);
+            cfg["decoder"]["norm_groups"] = 8.into();
+            j["__metadata__"]["config"] = cfg.to_string().into();
+        }))
+    });
     drop(model);
 
     let fit = Fit {
@@ -1292,4 +1306,131 @@ fn security_catalogue_weights_links_and_images() {
             .collect();
         catalogue::check(prefix, &rows);
     }
+}
+
+/// The smallest model the config allows (f = 2, one level of 4 channels, one latent channel, one
+/// block, no mid blocks, one norm group): the weight files the fuzzer starts from, a few KB, so that
+/// it mutates them fast.
+fn micro_config() -> ModelConfig {
+    use epsvae::config::{BaselineConfig, DecoderConfig, EncoderConfig, FlowConfig, LatentConfig};
+    ModelConfig {
+        preset: "micro".into(),
+        encoder: EncoderConfig::new(2, 4, vec![1], 1, 0, 1).with_norm_groups(1),
+        decoder: DecoderConfig::new(1, 2, 4, vec![1], 1, vec![])
+            .with_norm_groups(1)
+            .with_head_channels(4)
+            .with_time_embed_mult(1),
+        baseline: BaselineConfig::new(1, 2, 4, vec![1], 1, 0).with_norm_groups(1),
+        flow: FlowConfig::new().with_precondition(Some(true)),
+        latent: LatentConfig::new(),
+    }
+}
+
+/// The fuzzer's seeds (`fuzz/seeds/TARGET`, run by `tools/fuzz.sh`) are inputs this build accepts:
+/// a seed it refused would leave the fuzzer exploring error paths only. The weight-file seeds (two
+/// bytes of chunk size, then a file of the micro model: f32 with every part, int8 with every part,
+/// int8 without the baseline) and the micro config are written by this test, so a change of the
+/// format shows here: `EPSVAE_WRITE_SEEDS=1 cargo test --test core fuzz_seeds` writes them again.
+#[test]
+fn fuzz_seeds_are_inputs_this_build_accepts() {
+    use epsvae::latent::decode;
+    use std::path::Path;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let write = std::env::var_os("EPSVAE_WRITE_SEEDS").is_some();
+    let cfg = micro_config();
+    cfg.validate().unwrap();
+    let device = Device::flex();
+    let all = [Part::Encoder, Part::Decoder, Part::Baseline];
+    let shapes = weights::param_shapes(&Autoencoder::new(&cfg, &all, &device));
+    let prov = Provenance {
+        origin: "initialised".into(),
+        note: "fuzz seed (crate/tests/core.rs micro_config)".into(),
+        ..Default::default()
+    };
+    let mut made: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, chunk, storage, parts) in [
+        ("micro-f32-chunk1", 1u16, Storage::F32, &all[..]),
+        ("micro-int8-chunk64", 64, Storage::Int8, &all[..]),
+        ("micro-int8-no-baseline-chunk4096", 4096, Storage::Int8, &all[..2]),
+    ] {
+        // Fixed values instead of a seeded initialisation: the bytes depend on the format only.
+        let params: Vec<(String, Vec<usize>, Vec<f32>)> = shapes
+            .iter()
+            .filter(|(n, _)| Part::of_tensor(n).is_some_and(|p| parts.contains(&p)))
+            .map(|(n, s)| {
+                let count = s.iter().product::<usize>();
+                let v = (0..count).map(|i| ((i * 7919 % 200) as f32 - 100.0) * 1e-3).collect();
+                (n.clone(), s.clone(), v)
+            })
+            .collect();
+        let mut seed = (chunk - 1).to_le_bytes().to_vec();
+        seed.extend_from_slice(&weights::encode(&params, &cfg, &prov, storage));
+        made.push((format!("weights_stream/{name}"), seed));
+    }
+    made.push(("config/micro.json".into(), serde_json::to_vec_pretty(&cfg).unwrap()));
+    // The header's JSON lists tensors in hash order, so a file is compared by what it reads as.
+    for (path, bytes) in &made {
+        let p = dir.join(path);
+        if write {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let found = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let same = match path.strip_prefix("weights_stream/") {
+            Some(_) => {
+                found[..2] == bytes[..2]
+                    && weights::read(&found[2..])
+                        .ok()
+                        .map(|(h, t)| (h.storage, h.part_list(), t))
+                        == weights::read(&bytes[2..])
+                            .ok()
+                            .map(|(h, t)| (h.storage, h.part_list(), t))
+            }
+            None => serde_json::from_slice::<ModelConfig>(&found).ok().as_ref() == Some(&cfg),
+        };
+        assert!(
+            same,
+            "{} is not what this build writes; run EPSVAE_WRITE_SEEDS=1 cargo test --test core fuzz_seeds",
+            p.display()
+        );
+    }
+    let files = |target: &str| {
+        let mut v: Vec<_> = std::fs::read_dir(dir.join(target))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        assert!(!v.is_empty(), "no seeds for {target}");
+        v.into_iter().map(|p| (std::fs::read(&p).unwrap(), p))
+    };
+    for (bytes, p) in files("weights_stream") {
+        let (header, _) = weights::read(&bytes[2..]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        weights::load(&bytes[2..], &device).unwrap();
+        assert_eq!(header.config, cfg, "{}", p.display());
+    }
+    for (bytes, p) in files("config") {
+        let c: ModelConfig = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    for (bytes, p) in files("link") {
+        let l = decode(std::str::from_utf8(&bytes).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(l.values.len(), l.channels * l.height * l.width);
+    }
+    for (bytes, p) in files("image") {
+        Planar::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}
+
+/// Found by the `config` fuzz target: a decoder whose channel_mult does not start at 1 built its
+/// output norm for the base width and panicked on its first step.
+#[test]
+fn a_decoder_whose_first_level_is_wider_than_its_base_decodes() {
+    let device = Device::flex();
+    let mut cfg = ModelConfig::tiny();
+    cfg.decoder.channel_mult = vec![2, 2];
+    cfg.validate().unwrap();
+    let model = Autoencoder::new(&cfg, &[Part::Encoder, Part::Decoder, Part::Baseline], &device);
+    let img = test_image(16, 16);
+    let latent = pipeline::encode(&model, &cfg, &img, &device);
+    let out = pipeline::to_image(pipeline::decode(&model, &cfg, &latent, 1, 0, |_| {}), &latent);
+    assert_eq!((out.width, out.height), (16, 16));
 }

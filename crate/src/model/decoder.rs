@@ -114,8 +114,10 @@ impl Decoder {
             mid_attn: Attention::new(top, cfg.head_channels, g, device),
             mid2: ResBlock::new(top, top, Some(temb), g, device),
             up,
-            norm_out: group_norm(c0, g, true, device),
-            conv_out: conv(c0, cfg.image_channels * r * r, 3, 1, device),
+            // The last up level's width: c0 in every preset (channel_mult starts at 1), but a
+            // config may start higher (found by the `config` fuzz target).
+            norm_out: group_norm(widths[0], g, true, device),
+            conv_out: conv(widths[0], cfg.image_channels * r * r, 3, 1, device),
             unshuffle: r,
             base_channels: c0,
         }
