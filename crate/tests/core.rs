@@ -1168,14 +1168,17 @@ fn security_catalogue_weights_links_and_images() {
     use std::collections::BTreeMap;
     let mut c: BTreeMap<&str, String> = BTreeMap::new();
     let (_, model, bytes) = tiny_file(Storage::Int8);
-    let cfg_edit = |part: &'static str, field: &'static str, v: serde_json::Value| {
+    let cfg_edits = |edits: Vec<(&'static str, &'static str, serde_json::Value)>| {
         err(&edit_header(&bytes, |j| {
             let mut cfg: serde_json::Value =
                 serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
-            cfg[part][field] = v;
+            for (part, field, v) in edits {
+                cfg[part][field] = v;
+            }
             j["__metadata__"]["config"] = cfg.to_string().into();
         }))
     };
+    let cfg_edit = |part: &'static str, field: &'static str, v: serde_json::Value| cfg_edits(vec![(part, field, v)]);
     let meta_edit = |key: &'static str, v: &str| err(&edit_header(&bytes, |j| j["__metadata__"][key] = v.into()));
     c.insert("W1", err(&bytes[..bytes.len() / 2]));
     let mut huge = bytes.clone();
@@ -1224,16 +1227,14 @@ fn security_catalogue_weights_links_and_images() {
     // decoder level without blocks fed its base width where the level's is expected.
     c.insert("W17", cfg_edit("encoder", "base_channels", 2.into()));
     c.insert("W18", cfg_edit("decoder", "blocks_per_level", 0.into()));
-    c.insert("W19", {
-        err(&edit_header(&bytes, |j| {
-            let mut cfg: serde_json::Value =
-                serde_json::from_str(j["__metadata__"]["config"].as_str().unwrap()).unwrap();
-            cfg["decoder"]["base_channels"] = 4.into();
-            cfg["decoder"]["channel_mult"] = serde_json::json!([2, 2]);
-            cfg["decoder"]["norm_groups"] = 8.into();
-            j["__metadata__"]["config"] = cfg.to_string().into();
-        }))
-    });
+    c.insert(
+        "W19",
+        cfg_edits(vec![
+            ("decoder", "base_channels", 4.into()),
+            ("decoder", "channel_mult", serde_json::json!([2, 2])),
+            ("decoder", "norm_groups", 8.into()),
+        ]),
+    );
     drop(model);
 
     let fit = Fit {
