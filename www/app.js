@@ -93,26 +93,23 @@ const LOUPE_PANELS = ["input", "xt", "x0", "vae"];
 const loupe = { x: null, y: null };
 function drawLoupe() {
   const ref = $("c-x0");
-  if (loupe.x === null || ref.dataset.placeholder || !state.frames.length) return;
+  if (loupe.x === null || !state.frames.length) return;
   const side = LOUPE_SRC * LOUPE_ZOOM;
   const x0 = Math.max(0, Math.min(loupe.x - LOUPE_SRC / 2, ref.width - LOUPE_SRC));
   const y0 = Math.max(0, Math.min(loupe.y - LOUPE_SRC / 2, ref.height - LOUPE_SRC));
   for (const name of LOUPE_PANELS) {
     const src = $(`c-${name}`);
     const dst = $(`z-${name}`);
+    if (src.dataset.placeholder || !src.width) {
+      placeholder(dst, ["not in this view"], side);
+      continue;
+    }
     dst.width = side;
     dst.height = side;
     const ctx = dst.getContext("2d");
     ctx.imageSmoothingEnabled = false;
     ctx.fillStyle = "#eee";
     ctx.fillRect(0, 0, side, side);
-    if (src.dataset.placeholder || !src.width) {
-      ctx.fillStyle = "#555";
-      ctx.font = "14px sans-serif";
-      ctx.textAlign = "center";
-      ctx.fillText("not in this view", side / 2, side / 2);
-      continue;
-    }
     const w = Math.min(LOUPE_SRC, src.width - x0);
     const h = Math.min(LOUPE_SRC, src.height - y0);
     if (w > 0 && h > 0) ctx.drawImage(src, x0, y0, w, h, 0, 0, w * LOUPE_ZOOM, h * LOUPE_ZOOM);
@@ -150,16 +147,16 @@ function drawGrid(current) {
   svg.innerHTML = s;
 }
 // A panel that has nothing to show says why, instead of staying an empty grey box.
-function placeholder(canvas, lines) {
-  canvas.width = 256;
-  canvas.height = 256;
+function placeholder(canvas, lines, side = 256) {
+  canvas.width = side;
+  canvas.height = side;
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#eee";
-  ctx.fillRect(0, 0, 256, 256);
+  ctx.fillRect(0, 0, side, side);
   ctx.fillStyle = "#555";
   ctx.font = "15px sans-serif";
   ctx.textAlign = "center";
-  lines.forEach((l, i) => ctx.fillText(l, 128, 128 + (i - (lines.length - 1) / 2) * 20));
+  lines.forEach((l, i) => ctx.fillText(l, side / 2, side / 2 + (i - (lines.length - 1) / 2) * 20));
   canvas.dataset.placeholder = lines.join(" ");
 }
 

@@ -46,13 +46,13 @@ fuzz_target!(|data: &[u8]| {
             (name, shape, v)
         })
         .collect();
-    for storage in [Storage::F32, Storage::Int8] {
-        let file = weights::encode(&params, &cfg, &Provenance::default(), storage);
-        let (header, _) = weights::read(&file).expect("a file written from a valid config reads");
+    let [f32_file, int8_file] =
+        [Storage::F32, Storage::Int8].map(|storage| weights::encode(&params, &cfg, &Provenance::default(), storage));
+    for file in [&f32_file, &int8_file] {
+        let (header, _) = weights::read(file).expect("a file written from a valid config reads");
         assert_eq!(header.config, cfg, "the config round-trips");
     }
-    let file = weights::encode(&params, &cfg, &Provenance::default(), Storage::F32);
-    let (_, model) = weights::load(&file, &dev).expect("and loads");
+    let (_, model) = weights::load(&f32_file, &dev).expect("and loads");
     let side = align;
     let rgba: Vec<u8> = (0..side * side * 4).map(|i| (i * 37 % 256) as u8).collect();
     let img = Planar::from_rgba(&rgba, side, side).expect("a valid image");
