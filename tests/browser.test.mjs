@@ -4,9 +4,10 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { extname, join } from "node:path";
 import { chromium } from "playwright-core";
 import { root, cli, FLAGS, serveSite } from "../tools/serve_site.mjs";
 
@@ -29,6 +30,11 @@ afterEach(() => {
   assert.deepEqual(seen, [], `uncaught page errors: ${seen.join(" | ")}`);
 });
 
+// Every test but the offline one blocks the service worker (sw.js): it would answer requests from
+// its cache and precache both modules, which the request-counting and routing tests do not expect.
+// The offline test turns it on.
+const NO_SW = { serviceWorkers: "block" };
+
 async function browser(webgpu) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
@@ -40,7 +46,7 @@ async function browser(webgpu) {
 // A page with request logging; `requests` lists every URL the page asked for. `prepare(context)`
 // runs before the page opens (e.g. to install routes).
 async function open(b, query = "", hash = "", prepare = async () => {}) {
-  const context = await b.newContext();
+  const context = await b.newContext(NO_SW);
   await prepare(context);
   const page = await context.newPage();
   const requests = [];
@@ -135,6 +141,60 @@ for (const backend of ["webgpu", "cpu"]) {
   });
 }
 
+// Streaming: a server of its own holds back the second half of the ε-VAE file (the encoder is its
+// first part, about 15% of it) until the test lets it go, so the order is fixed: the person's image
+// must be encoded, and its latent drawn, while the decoder's bytes are still held.
+test("an image is encoded as soon as the encoder has arrived, while the decoder still streams", { timeout: TIMEOUT }, async () => {
+  const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json"), "utf8"));
+  const eps = manifest.find((e) => e.preset === "small-f8" && e.parts.includes("decoder"));
+  let release;
+  const released = new Promise((r) => (release = r));
+  let held = false;
+  const server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const file = join(site, path.endsWith("/") ? `${path}index.html` : path);
+    if (!file.startsWith(site) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
+    const body = readFileSync(file);
+    const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json", ".wasm": "application/wasm", ".jpg": "image/jpeg", ".png": "image/png" };
+    res.writeHead(200, { "content-type": types[extname(file)] || "application/octet-stream", "content-length": body.length, "cache-control": "no-store" });
+    if (!path.endsWith(`/weights/${eps.file}`)) return res.end(body);
+    const half = body.length >> 1;
+    res.write(body.subarray(0, half));
+    held = true;
+    await released;
+    res.end(body.subarray(half));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const b = await browser(false);
+  try {
+    const context = await b.newContext(NO_SW);
+    const page = await context.newPage();
+    page.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
+    await page.goto(`http://127.0.0.1:${server.address().port}/?backend=cpu`);
+    await page.waitForFunction(() => window.epsvae.encoderReady, null, { timeout: TIMEOUT });
+    assert.ok(held, "the server holds the ε-VAE file's second half");
+    assert.equal(await page.evaluate(() => window.epsvae.ready), false, "the decoder is not in yet");
+    await page.setInputFiles("#file", input);
+    await page.waitForFunction(() => "encode" in window.epsvae.timings, null, { timeout: TIMEOUT });
+    const during = await page.evaluate(() => ({ ready: window.epsvae.ready, latent: document.getElementById("cap-latent").textContent, status: document.getElementById("status").textContent, timings: Object.keys(window.epsvae.timings) }));
+    assert.equal(during.ready, false, "the encode finished before the decoder's bytes did");
+    assert.match(during.latent, /latent z: 4 channels/);
+    assert.match(during.status, /decoding as soon as the decoder has arrived/);
+    assert.ok(during.timings.some((k) => /^encode done, before the decoder was in/.test(k)), `timings: ${during.timings}`);
+    // The rest arrives: the decode of the image already encoded follows without another input.
+    const before = await snapshot(page);
+    release();
+    await settled(page, before);
+    assert.equal(await page.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
+    assert.equal(await page.evaluate(() => window.epsvae.frames.length), 3);
+    assert.equal(await page.evaluate(() => window.epsvae.ready), true);
+  } finally {
+    release();
+    await b.close();
+    server.close();
+  }
+});
+
 test("a second visit downloads no weights (Cache API); a new version evicts the old one", { timeout: TIMEOUT }, async () => {
   const b = await browser(false);
   try {
@@ -168,6 +228,71 @@ test("a second visit downloads no weights (Cache API); a new version evicts the 
     assert.deepEqual(after.names, ["epsvae-weights-v1"], "the earlier layout's cache is gone");
   } finally {
     await b.close();
+  }
+});
+
+// Offline after one visit: a copy of the site on its own server, which the test stops (the network
+// gone: every request fails) and restarts on the same port with a new weight file (a new release).
+test("after one visit the page works offline, and a new weight file is picked up on the next online visit", { timeout: TIMEOUT }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "epsvae-offline-"));
+  cpSync(site, dir, { recursive: true });
+  let served = await serveSite(dir);
+  const port = new URL(served.origin).port;
+  const b = await browser(false);
+  try {
+    const context = await b.newContext({ serviceWorkers: "allow" });
+    const page = await context.newPage();
+    page.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
+    await page.goto(`${served.origin}/?backend=cpu`);
+    await ready(page);
+    await page.waitForFunction(() => window.epsvae.offline, null, { timeout: TIMEOUT });
+    assert.match(await page.$eval("#offline", (e) => e.textContent), /works offline/);
+    const firstDecode = await decodeFile(page, input);
+    await page.click("#copy-link");
+    await page.waitForFunction(() => window.epsvae.link, null, { timeout: TIMEOUT });
+    const link = await page.evaluate(() => window.epsvae.link);
+
+    // The network goes away: the server stops and the browser is told it is offline.
+    served.server.kill();
+    await new Promise((r) => served.server.once("exit", r));
+    await context.setOffline(true);
+    // Not a reload: "copy link" put the latent in this page's address, which would decode it.
+    await page.goto(`${served.origin}/?backend=cpu`);
+    await ready(page);
+    assert.ok(await page.evaluate(() => navigator.serviceWorker.controller !== null), "the reloaded page is served by the service worker");
+    assert.equal(await page.evaluate(() => window.epsvae.weightsFromCache), true);
+    const offlineDecode = await decodeFile(page, input);
+    assert.equal(offlineDecode.frames, firstDecode.frames);
+    assert.deepEqual(offlineDecode.rgba, firstDecode.rgba, "offline, the same image and seed decode to the same pixels");
+    // ... and a shared link opens offline too (the same latent, decoded from it).
+    // (a new document: its `done` mark starts empty and is set when the link's decode ends)
+    await page.goto(link);
+    await ready(page);
+    await page.waitForFunction(() => document.body.dataset.done || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });
+    assert.equal(await page.$eval("#error", (e) => (e.hidden ? "" : e.textContent)), "");
+    assert.equal(await page.evaluate(() => window.epsvae.fromLink), true);
+
+    // A new release: the ε-VAE file rewritten with another default temperature (new bytes, new
+    // SHA-256) and the manifest regenerated; the server comes back on the same port.
+    const manifest = JSON.parse(readFileSync(join(dir, "weights/manifest.json"), "utf8"));
+    const eps = manifest.find((e) => e.preset === "small-f8" && e.parts.includes("decoder"));
+    const file = join(dir, "weights", eps.file);
+    execFileSync(cli, ["quantize", file, `${file}.new`, "--to", "int8", "--temperature", "0.55"]);
+    renameSync(`${file}.new`, file);
+    execFileSync(cli, ["manifest", join(dir, "weights")]);
+    const fresh = JSON.parse(readFileSync(join(dir, "weights/manifest.json"), "utf8")).find((e) => e.file === eps.file);
+    assert.notEqual(fresh.sha256, eps.sha256);
+    served = await serveSite(dir, port);
+    await context.setOffline(false);
+    await page.goto(`${served.origin}/?backend=cpu`);
+    await ready(page);
+    assert.equal(await page.evaluate(() => window.epsvae.temperature), 0.55, "the page runs the new file (its default τ)");
+    const keys = await page.evaluate(async () => (await (await caches.open("epsvae-weights-v1")).keys()).map((r) => new URL(r.url).search));
+    assert.ok(keys.includes(`?sha256=${fresh.sha256}`), `the new file is cached: ${keys}`);
+    assert.ok(!keys.includes(`?sha256=${eps.sha256}`), `the old file is evicted: ${keys}`);
+  } finally {
+    await b.close();
+    served.server.kill();
   }
 });
 
@@ -252,7 +377,7 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
     console.log(`f8 link of a 256² image: ${link.length} characters`);
     assert.match(link, /[?&]preset=small-f8(&|#)/);
     assert.match(link, /&temp=0\.7&/);
-    const fresh = await b.newContext();
+    const fresh = await b.newContext(NO_SW);
     const p2 = await fresh.newPage();
     p2.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
     await p2.goto(link);
@@ -298,7 +423,7 @@ test("bad inputs show their error and the page still decodes the next valid inpu
   const b = await browser(false);
   try {
     // Corrupt weights: the page says so; the cache is not poisoned, so a reload recovers.
-    const context = await b.newContext();
+    const context = await b.newContext(NO_SW);
     const page = await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
     await page.route("**/*.safetensors", async (route) => {
@@ -414,6 +539,14 @@ test("the page explains what it shows: weights, latent size, compression", { tim
     assert.deepEqual([lp.size, lp.zoom], [32, 5]);
     assert.ok(Math.abs(lp.x - 3) <= 1 && Math.abs(lp.y - 4) <= 1, lp.info);
     assert.deepEqual(lp.mismatch, [], "magnified pixels differ from the panels'");
+    // Each panel frames the loupe's pixels: the frame's box is the 32² window in screen pixels.
+    const mark = await page.$eval("#c-x0", (c) => {
+      const m = c.parentElement.querySelector(".loupe-mark").getBoundingClientRect();
+      const r = c.getBoundingClientRect();
+      const k = r.width / c.width;
+      return { dx: (m.x - r.x) / k, dy: (m.y - r.y) / k, side: m.width / k };
+    });
+    assert.ok(Math.abs(mark.dx - lp.x) < 0.5 && Math.abs(mark.dy - lp.y) < 0.5 && Math.abs(mark.side - 32) < 0.5, JSON.stringify(mark));
     // What the decoder invents: 3 seeds' mean and spread. Averaging what the seeds disagree on
     // raises PSNR above a single seed's; the spread map is not blank.
     await page.fill("#spread-k", "3");
@@ -461,7 +594,7 @@ test("?preset=small loads the f = 16 pair, decodes as the CLI does, and an unkno
     assert.match(link, /[?&]preset=small(&|#)/);
     const legacy = link.replace(/([?&])preset=small(&|(?=#))/, (m, a, c) => (a === "?" && c === "&" ? "?" : c === "&" ? a : ""));
     assert.ok(!legacy.includes("preset="), legacy);
-    const fresh = await (await b.newContext()).newPage();
+    const fresh = await (await b.newContext(NO_SW)).newPage();
     fresh.on("pageerror", (e) => pageErrors.push(`${e.name}: ${e.message}`));
     await fresh.goto(legacy);
     await fresh.waitForFunction(() => document.body.dataset.done || !document.getElementById("error").hidden, null, { timeout: TIMEOUT });

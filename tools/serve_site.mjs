@@ -1,5 +1,5 @@
 // What the browser tests and the page tools share: the CLI binary, Chromium's flags for this
-// closed network, and `serveSite(dir)`, which starts `epsvae serve` on a free port and resolves to
+// closed network, and `serveSite(dir, port)`, which starts `epsvae serve` on `port` (default: a free one) and resolves to
 // { origin, server } once it listens.
 import { spawn } from "node:child_process";
 import { join, dirname } from "node:path";
@@ -10,8 +10,8 @@ export const cli = join(process.env.CARGO_TARGET_DIR || join(root, "target"), "d
 // As root, without a sandbox; no background networking (the network is closed: PLATFORM.md).
 export const FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
 
-export function serveSite(dir) {
-  const server = spawn(cli, ["serve", dir, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+export function serveSite(dir, port = 0) {
+  const server = spawn(cli, ["serve", dir, "--port", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
   return new Promise((resolve, reject) => {
     let err = "";
     server.stderr.on("data", (d) => {

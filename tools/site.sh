@@ -46,7 +46,7 @@ for variant in pkg:wasm:web,gpu: pkg-cpu:wasm-cpu:web,cpu:+simd128; do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-cp -r www/index.html www/app.js www/worker.js www/style.css www/samples "$out/"
+cp -r www/index.html www/app.js www/worker.js www/sw.js www/style.css www/manifest.webmanifest www/icon-192.png www/icon-512.png www/samples "$out/"
 mkdir -p "$out/weights"
 cp weights/manifest.json weights/*.safetensors "$out/weights/"
 for dir in pkg pkg-cpu; do

@@ -40,6 +40,8 @@ function call(cmd, ...args) {
 // ---- state -----------------------------------------------------------------------------------
 const state = {
   ready: false, // encoder and ε-decoder weights are in
+  encoderReady: false, // the encoder is in: images can be encoded (the decoder may still stream)
+  decoderReady: null, // a promise: resolves once `ready`
   image: null, // {width, height, rgba}
   frames: [], // frames of the current run
   shown: -1,
@@ -52,6 +54,7 @@ const state = {
   manifest: null,
   gamma: 0.6,
   temperature: 1, // the weight file's default τ
+  offline: false, // sw.js is installed and keeps this page for offline use
 };
 window.epsvae = state; // for tests and the curious
 state.memoryBytes = () => call("memoryBytes");
@@ -115,8 +118,25 @@ function drawLoupe() {
     if (w > 0 && h > 0) ctx.drawImage(src, x0, y0, w, h, 0, 0, w * LOUPE_ZOOM, h * LOUPE_ZOOM);
   }
   state.loupe = { x: x0, y: y0, size: LOUPE_SRC, zoom: LOUPE_ZOOM };
+  markLoupe(x0, y0);
   $("loupe-info").textContent = `${LOUPE_ZOOM}× zoom of the ${LOUPE_SRC}×${LOUPE_SRC} pixels at (${x0}, ${y0}) in each panel: move the pointer over an image (or tap it) to move it.`;
   $("loupe").hidden = false;
+}
+// A frame on each panel around the pixels the loupe shows: an element over the canvas, so the
+// panel's own pixels (which the loupe and the metrics read) stay untouched.
+function markLoupe(x0, y0) {
+  for (const name of LOUPE_PANELS) {
+    const c = $(`c-${name}`);
+    let mark = c.parentElement.querySelector(".loupe-mark");
+    if (!mark) {
+      mark = document.createElement("div");
+      mark.className = "loupe-mark";
+      c.parentElement.append(mark);
+    }
+    mark.hidden = !c.width || !!c.dataset.placeholder;
+    const k = c.clientWidth / (c.width || 1);
+    Object.assign(mark.style, { left: `${c.offsetLeft + x0 * k}px`, top: `${c.offsetTop + y0 * k}px`, width: `${LOUPE_SRC * k}px`, height: `${LOUPE_SRC * k}px` });
+  }
 }
 function aimLoupe(e) {
   const c = e.currentTarget;
@@ -243,7 +263,8 @@ function drawStepChart(points) {
 }
 
 // ---- weights ---------------------------------------------------------------------------------
-const loadState = { slots: {}, t0: 0 };
+// encoderIn() is called when the ε-VAE file's encoder part has arrived and checked out.
+const loadState = { slots: {}, t0: 0, encoderIn: () => {} };
 function onProgress(m) {
   loadState.slots[m.slot] = m;
   const all = Object.values(loadState.slots);
@@ -274,7 +295,10 @@ function onProgress(m) {
         : `Weights: ${m.header.preset} preset, ${m.header.storage}, NOT TRAINED (${p.origin}): reconstructions will not resemble the input.`;
   }
   for (const part of m.parts || []) {
-    if (m.slot === 0 && part === "encoder") setStatus("encoder ready; the decoder is still arriving");
+    if (m.slot === 0 && part === "encoder") {
+      timing("encoder part in (after the downloads began)", performance.now() - loadState.t0);
+      loadState.encoderIn();
+    }
     if (part === "baseline") state.hasBaseline = true;
   }
 }
@@ -308,6 +332,7 @@ async function loadWeights() {
 // ---- backend ---------------------------------------------------------------------------------
 async function boot(preferred) {
   state.ready = false;
+  state.encoderReady = false;
   state.runId++;
   if (worker) worker.terminate();
   for (const p of pending.values()) p.reject(new Error("restarted"));
@@ -346,22 +371,38 @@ async function boot(preferred) {
       : `CPU (wasm)${reason ? ` because WebGPU is unavailable: ${reason}` : ""}`;
   state.fallbackReason = reason;
   setStatus("loading weights…");
-  await loadWeights();
-  // Warm-up: one encode and one Euler step on a small grey image, so the first kernels (shader
-  // compilation and autotuning) run while the page says "loading", not on the first photo.
+  // Both files stream at once. The encoder is the first part of the ε-VAE file: from the moment it
+  // has arrived (and its SHA-256 checked out) an image can be encoded, while the decoder streams.
+  // Warm-up on WebGPU: one encode and one Euler step on a small grey image, so the first kernels
+  // (shader compilation and autotuning) run while the page says "loading", not on the first photo.
   // The CPU has no kernels to compile, so only WebGPU warms up.
+  const n = 64;
+  const encoderIn = new Promise((resolve) => (loadState.encoderIn = resolve));
+  const weights = loadWeights();
+  state.decoderReady = (async () => {
+    await weights;
+    if (backend === "webgpu") {
+      const tw = performance.now();
+      await call("begin", 1, 0); // on the warm-up's latent, or on an image encoded meanwhile
+      await call("step");
+      timing(`warm-up, decoder (1 step)`, performance.now() - tw);
+    }
+    state.ready = true;
+    timing("ready (total)", performance.now() - t0);
+  })();
+  state.decoderReady.catch(() => {}); // its error reaches the person through the await below
+  await Promise.race([encoderIn, weights]);
   if (backend === "webgpu") {
     setStatus("warming up (first kernels)…");
     const tw = performance.now();
-    const n = 64;
     await call("encode", new Uint8Array(n * n * 4).fill(128), n, n);
-    await call("begin", 1, 0);
-    await call("step");
-    timing(`warm-up (${n}×${n}, 1 step)`, performance.now() - tw);
+    timing(`warm-up, encoder (${n}×${n})`, performance.now() - tw);
   }
-  state.ready = true;
-  timing("ready (total)", performance.now() - t0);
-  setStatus(`ready on ${backend === "webgpu" ? "WebGPU" : "CPU"}: choose an image`);
+  state.encoderReady = true;
+  const where = backend === "webgpu" ? "WebGPU" : "CPU";
+  if (!state.ready) setStatus(`encoder ready on ${where}: choose an image (the decoder is still arriving)`);
+  await state.decoderReady;
+  setStatus(`ready on ${where}: choose an image`);
 }
 
 // ---- input -----------------------------------------------------------------------------------
@@ -404,15 +445,22 @@ async function undecodable(blob, name) {
 
 async function useImage(img, source) {
   clearError();
-  if (!state.ready) throw new Error("the weights are still loading; try again in a moment");
+  if (!state.encoderReady) throw new Error("the weights are still loading; try again in a moment");
   state.image = img;
   state.fromLink = false; // a person's own image gets its metrics, after a link too
-  state.runId++;
+  const id = ++state.runId;
   draw($("c-input"), img.rgba, img.width, img.height);
   setStatus(`encoding ${source} (${img.width}×${img.height})…`);
   const enc = await call("encode", img.rgba, img.width, img.height);
   timing("encode", enc.ms);
   await showLatentInfo(enc);
+  if (!state.ready) {
+    // Encoded while the decoder streams: the latent is shown now, the decode follows it in.
+    timing("encode done, before the decoder was in (after the downloads began)", performance.now() - loadState.t0);
+    setStatus(`encoded ${source}; decoding as soon as the decoder has arrived…`);
+    await state.decoderReady;
+    if (id !== state.runId) return; // a newer image or setting took over meanwhile
+  }
   await afterLatent();
 }
 
@@ -657,12 +705,15 @@ document.addEventListener("paste", (e) => {
   const item = [...e.clipboardData.items].find((i) => i.kind === "file");
   if (item) guarded(async () => useImage(await fileToImage(item.getAsFile(), "the pasted item"), "pasted image"));
 });
-$("steps").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
-$("seed").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
-$("temperature").addEventListener("change", () => guarded(async () => { state.fromLink || state.image ? await run() : null; }));
+// A new setting re-runs the decode when there is something to decode and the decoder is in (an
+// image encoded while the decoder streams is decoded with the settings of that moment).
+const rerunnable = () => state.ready && (state.fromLink || state.image);
+$("steps").addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
+$("seed").addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
+$("temperature").addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
 $("another-seed").addEventListener("click", () => guarded(async () => {
   $("seed").value = String((parseInt($("seed").value, 10) + 1) >>> 0);
-  await run();
+  if (rerunnable()) await run();
 }));
 $("play").addEventListener("click", () => guarded(async () => { if (!state.playing) { state.playing = true; await playLoop(state.runId); } }));
 $("pause").addEventListener("click", () => { state.playing = false; });
@@ -710,7 +761,23 @@ window.addEventListener("hashchange", () => guarded(async () => {
   }
 }));
 
+// Offline after one visit: sw.js keeps the page, both modules and the samples (the worker keeps the
+// weights). `state.offline` says whether this page is served through it. Without service workers
+// (an old browser, a file:// page) the page works as before, online only.
+async function offline() {
+  if (!("serviceWorker" in navigator)) return ($("offline").textContent = "offline use: this browser has no service workers");
+  try {
+    await navigator.serviceWorker.register("sw.js");
+    await navigator.serviceWorker.ready;
+    state.offline = true;
+    $("offline").textContent = "works offline after this visit";
+  } catch (e) {
+    $("offline").textContent = `offline use unavailable: ${e.message}`;
+  }
+}
+
 guarded(async () => {
+  offline();
   await samples();
   const wanted = params.get("backend") === "cpu" ? "cpu" : "webgpu";
   await boot(wanted);

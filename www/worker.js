@@ -50,7 +50,7 @@ async function load(slot, url, sha256, bytes) {
     received += value.length;
     let out;
     try {
-      out = session.pushWeights(slot, value);
+      out = await exclusive(() => session.pushWeights(slot, value));
     } catch (e) {
       if (cache) await cache.delete(key);
       throw new Error(`${url}: ${e.message}`);
@@ -58,7 +58,7 @@ async function load(slot, url, sha256, bytes) {
     postMessage({ type: "progress", slot, received, total: bytes, parts: out.parts, header: out.header, fromCache, ms: performance.now() - t0 });
   }
   try {
-    session.finishWeights(slot);
+    await exclusive(() => session.finishWeights(slot));
   } catch (e) {
     if (cache) await cache.delete(key);
     throw new Error(`${url}: ${e.message}`);
@@ -141,17 +141,24 @@ const handlers = {
   memoryBytes: () => (wasmMemory ? wasmMemory.buffer.byteLength : 0),
 };
 
-// One call at a time: the session is one Rust object, and an await inside a call (a GPU read)
-// must not let another call in.
+// One session call at a time: the session is one Rust object, and an await inside a call (a GPU
+// read) must not let another call in. Commands take turns whole, except the weight downloads: both
+// files stream at once, each chunk taking its turn between commands, so an image can be encoded
+// while the decoder's bytes are still arriving.
 let queue = Promise.resolve();
+function exclusive(fn) {
+  const result = queue.then(fn);
+  queue = result.then(
+    () => {},
+    () => {},
+  );
+  return result;
+}
 onmessage = (e) => {
   const { id, cmd, args } = e.data;
-  queue = queue.then(async () => {
-    try {
-      const result = await handlers[cmd](...(args || []));
-      postMessage({ id, ok: true, result });
-    } catch (err) {
-      postMessage({ id, ok: false, error: String(err && err.message ? err.message : err) });
-    }
-  });
+  const run = () => handlers[cmd](...(args || []));
+  (cmd === "load" ? run() : exclusive(run)).then(
+    (result) => postMessage({ id, ok: true, result }),
+    (err) => postMessage({ id, ok: false, error: String(err && err.message ? err.message : err) }),
+  );
 };
