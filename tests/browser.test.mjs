@@ -4,10 +4,10 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { extname, join } from "node:path";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { root, cli, FLAGS, serveSite } from "../tools/serve_site.mjs";
 
@@ -141,23 +141,23 @@ for (const backend of ["webgpu", "cpu"]) {
   });
 }
 
+// The manifest entry of the f8 ε-VAE file (the page's default model) in the site `dir`.
+const f8Decoder = (dir) => JSON.parse(readFileSync(join(dir, "weights/manifest.json"), "utf8")).find((e) => e.preset === "small-f8" && e.parts.includes("decoder"));
+
 // Streaming: a server of its own holds back the second half of the ε-VAE file (the encoder is its
 // first part, about 15% of it) until the test lets it go, so the order is fixed: the person's image
 // must be encoded, and its latent drawn, while the decoder's bytes are still held.
 test("an image is encoded as soon as the encoder has arrived, while the decoder still streams", { timeout: TIMEOUT }, async () => {
-  const manifest = JSON.parse(readFileSync(join(site, "weights/manifest.json"), "utf8"));
-  const eps = manifest.find((e) => e.preset === "small-f8" && e.parts.includes("decoder"));
+  const eps = f8Decoder(site);
   let release;
   const released = new Promise((r) => (release = r));
   let held = false;
+  // A proxy in front of the suite's `epsvae serve`: every answer passes whole, but the ε-VAE file's.
   const server = createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    const file = join(site, path.endsWith("/") ? `${path}index.html` : path);
-    if (!file.startsWith(site) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
-    const body = readFileSync(file);
-    const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json", ".wasm": "application/wasm", ".jpg": "image/jpeg", ".png": "image/png" };
-    res.writeHead(200, { "content-type": types[extname(file)] || "application/octet-stream", "content-length": body.length, "cache-control": "no-store" });
-    if (!path.endsWith(`/weights/${eps.file}`)) return res.end(body);
+    const up = await fetch(`${origin}${req.url}`);
+    const body = Buffer.from(await up.arrayBuffer());
+    res.writeHead(up.status, { "content-type": up.headers.get("content-type") || "application/octet-stream", "content-length": body.length, "cache-control": "no-store" });
+    if (new URL(req.url, origin).pathname !== `/weights/${eps.file}`) return res.end(body);
     const half = body.length >> 1;
     res.write(body.subarray(0, half));
     held = true;
@@ -235,7 +235,7 @@ test("a second visit downloads no weights (Cache API); a new version evicts the 
 // Offline after one visit: a copy of the site on its own server, which the test stops (the network
 // gone: every request fails) and restarts on the same port with a new weight file (a new release).
 test("after one visit the page works offline, and a new weight file is picked up on the next online visit", { timeout: TIMEOUT }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), "epsvae-offline-"));
+  const dir = join(scratch, "offline-site");
   cpSync(site, dir, { recursive: true });
   let served = await serveSite(dir);
   const port = new URL(served.origin).port;
@@ -275,8 +275,7 @@ test("after one visit the page works offline, and a new weight file is picked up
 
     // A new release: the ε-VAE file rewritten with another default temperature (new bytes, new
     // SHA-256) and the manifest regenerated; the server comes back on the same port.
-    const manifest = JSON.parse(readFileSync(join(dir, "weights/manifest.json"), "utf8"));
-    const eps = manifest.find((e) => e.preset === "small-f8" && e.parts.includes("decoder"));
+    const eps = f8Decoder(dir);
     const file = join(dir, "weights", eps.file);
     execFileSync(cli, ["quantize", file, `${file}.new`, "--to", "int8", "--temperature", "0.55"]);
     renameSync(`${file}.new`, file);

@@ -376,7 +376,6 @@ async function boot(preferred) {
   // Warm-up on WebGPU: one encode and one Euler step on a small grey image, so the first kernels
   // (shader compilation and autotuning) run while the page says "loading", not on the first photo.
   // The CPU has no kernels to compile, so only WebGPU warms up.
-  const n = 64;
   const encoderIn = new Promise((resolve) => (loadState.encoderIn = resolve));
   const weights = loadWeights();
   state.decoderReady = (async () => {
@@ -385,7 +384,7 @@ async function boot(preferred) {
       const tw = performance.now();
       await call("begin", 1, 0); // on the warm-up's latent, or on an image encoded meanwhile
       await call("step");
-      timing(`warm-up, decoder (1 step)`, performance.now() - tw);
+      timing("warm-up, decoder (1 step)", performance.now() - tw);
     }
     state.ready = true;
     timing("ready (total)", performance.now() - t0);
@@ -395,6 +394,7 @@ async function boot(preferred) {
   if (backend === "webgpu") {
     setStatus("warming up (first kernels)…");
     const tw = performance.now();
+    const n = 64;
     await call("encode", new Uint8Array(n * n * 4).fill(128), n, n);
     timing(`warm-up, encoder (${n}×${n})`, performance.now() - tw);
   }
@@ -708,9 +708,7 @@ document.addEventListener("paste", (e) => {
 // A new setting re-runs the decode when there is something to decode and the decoder is in (an
 // image encoded while the decoder streams is decoded with the settings of that moment).
 const rerunnable = () => state.ready && (state.fromLink || state.image);
-$("steps").addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
-$("seed").addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
-$("temperature").addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
+for (const id of ["steps", "seed", "temperature"]) $(id).addEventListener("change", () => guarded(async () => { if (rerunnable()) await run(); }));
 $("another-seed").addEventListener("click", () => guarded(async () => {
   $("seed").value = String((parseInt($("seed").value, 10) + 1) >>> 0);
   if (rerunnable()) await run();
