@@ -131,6 +131,13 @@ enum Cmd {
         /// Step from which the adversarial loss is on [default: 3000, or the run's].
         #[arg(long)]
         adv_start: Option<u64>,
+        /// Peak learning rate of the generator [default: 2e-4, or the run's].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// The discriminator's learning rate as a multiple of the generator's, on the same
+        /// schedule [default: 1, or the run's].
+        #[arg(long)]
+        d_lr_scale: Option<f64>,
         /// Weight of the discriminator's R1 penalty (per patch; see disc::r1_penalty) [default:
         /// 0.01, or the run's].
         #[arg(long)]
@@ -577,6 +584,8 @@ fn main() -> Result<()> {
             seed,
             val_every,
             adv_start,
+            lr,
+            d_lr_scale,
             r1,
             warmup,
             x0_l1,
@@ -606,6 +615,19 @@ fn main() -> Result<()> {
             cfg.val_every = val_every.unwrap_or(cfg.val_every);
             cfg.adv_start = adv_start.unwrap_or(cfg.adv_start);
             cfg.warmup = warmup.unwrap_or(cfg.warmup);
+            for (flag, v, field) in [
+                ("--lr", lr, &mut cfg.lr),
+                ("--d-lr-scale", d_lr_scale, &mut cfg.d_lr_scale),
+            ] {
+                if let Some(v) = v {
+                    if !(v.is_finite() && v > 0.0 && v <= 1.0e3) {
+                        bail!(
+                            "{flag} {v}: expected a positive finite number, such as 2e-4 for --lr or 4 for --d-lr-scale"
+                        );
+                    }
+                    *field = v;
+                }
+            }
             if let Some(w) = r1 {
                 if !(w.is_finite() && w >= 0.0) {
                     bail!("--r1 {w}: expected a finite weight of 0 or more, such as 0.01");

@@ -59,6 +59,11 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Peak learning rate (paper: 1e-4).
     pub lr: f64,
+    /// The discriminator's learning rate as a multiple of the generator's, on the same schedule
+    /// *(choice: 1; a D that must catch up with a generator resumed from trained weights can be
+    /// given more)*.
+    #[serde(default = "one")]
+    pub d_lr_scale: f64,
     /// Linear warm-up steps (paper: 5k at batch 256).
     pub warmup: u64,
     /// Step at which the learning rate starts to fall linearly from `lr` to 0 at `decay_end`
@@ -127,6 +132,10 @@ fn never() -> u64 {
     u64::MAX
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 fn three() -> usize {
     3
 }
@@ -159,6 +168,7 @@ impl TrainConfig {
             crop: 64,
             batch: 8,
             lr: 2e-4,
+            d_lr_scale: 1.0,
             warmup: 500,
             decay_start: never(),
             decay_end: never(),
@@ -568,7 +578,7 @@ impl Trainer {
             out.d_loss = scalar(gan.clone().detach());
             let d_loss = gan + r1_penalty(real, shifted, sigma) * (self.cfg.r1_weight / 2.0);
             let grads = GradientsParams::from_grads(d_loss.backward(), &self.disc);
-            self.disc = self.optim_d.step(lr, self.disc.clone(), grads);
+            self.disc = self.optim_d.step(lr * self.cfg.d_lr_scale, self.disc.clone(), grads);
         }
         // EMA with the usual warm-up (decay grows as (1 + step)/(10 + step) up to cfg.ema), so early
         // exports are not dominated by the random initial weights.
