@@ -86,9 +86,7 @@ fn zero_condition_inputs(mut stem: Conv2d) -> Conv2d {
         let [o, i, kh, kw] = w.dims();
         let (device, grad) = (w.device(), w.is_require_grad());
         // A fresh leaf: the slice assignment's own graph must not become part of the parameter.
-        let zeroed = w
-            .detach()
-            .slice_assign([0..o, 3..i, 0..kh, 0..kw], Tensor::zeros([o, i - 3, kh, kw], &device));
+        let zeroed = w.slice_assign([0..o, 3..i, 0..kh, 0..kw], Tensor::zeros([o, i - 3, kh, kw], &device));
         zeroed.detach().set_require_grad(grad)
     });
     stem
