@@ -447,6 +447,14 @@ fn train_rejects_bad_loss_weights_and_ema_decays() {
             "--decode-loss 1: only the epsvae model decodes from noise",
         ),
         (
+            &["--decode-l1", "-1"][..],
+            "--decode-l1 -1: expected a finite weight of 0 or more",
+        ),
+        (
+            &["--decode-l1", "0.5", "--model", "vae"][..],
+            "--decode-l1 0.5: only the epsvae model decodes from noise",
+        ),
+        (
             &["--decode-steps", "0"][..],
             "--decode-steps 0: expected 1 to 8 Euler steps",
         ),

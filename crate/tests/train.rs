@@ -317,7 +317,8 @@ fn x0_l1_term_is_the_estimates_pixel_error_and_changes_the_update() {
 /// The loss on the decode from noise (`decode_weight`, 0 = the paper's objective) scores what
 /// `epsvae eval` scores: before any update (EMA = weights), the trainer's decode (frozen steps,
 /// then the last one with gradients) is the sampler's output on the same latent and noise; off,
-/// the term is not computed; on, the step's other losses are the same and the update differs.
+/// the term is not computed; on, the step's other losses are the same and the update differs, and
+/// differs again without the term's L1 (`decode_l1_weight` 0).
 #[test]
 fn decode_loss_scores_the_samplers_output_and_changes_the_update() {
     let _rng = serial();
@@ -364,9 +365,11 @@ fn decode_loss_scores_the_samplers_output_and_changes_the_update() {
     let trained = one_step_each(
         &corpus,
         "decode",
-        &[&|c| c.decode_weight = 0.0, &|c| c.decode_weight = 1.0],
+        &[&|c| c.decode_weight = 0.0, &|c| c.decode_weight = 1.0, &|c| {
+            (c.decode_weight, c.decode_l1_weight) = (1.0, 0.0)
+        }],
     );
-    let ((off, w_off), (on, w_on)) = (&trained[0], &trained[1]);
+    let ((off, w_off), (on, w_on), (lpips_only, w_lpips_only)) = (&trained[0], &trained[1], &trained[2]);
     eprintln!("off: {off:?}\non:  {on:?}");
     assert_eq!(
         (off.decode_l1, off.decode_lpips),
@@ -379,6 +382,16 @@ fn decode_loss_scores_the_samplers_output_and_changes_the_update() {
     );
     assert!(on.decode_l1 > 0.0 && on.decode_lpips > 0.0, "{on:?}");
     assert!(any_differs(w_off, w_on), "the decode loss did not change the update");
+    // Without its L1 (FlowMo's perceptual-only loss) the same decode is scored, by ST-LPIPS alone.
+    assert_eq!(
+        (lpips_only.decode_l1, lpips_only.decode_lpips),
+        (on.decode_l1, on.decode_lpips),
+        "the decode must not change"
+    );
+    assert!(
+        any_differs(w_on, w_lpips_only) && any_differs(w_off, w_lpips_only),
+        "the decode's L1 weight did not change the update"
+    );
 }
 
 /// The libtorch backend (the `tch` feature, PyTorch's CPU kernels) trains the same Rust model as

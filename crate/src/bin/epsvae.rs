@@ -155,6 +155,10 @@ enum Cmd {
         /// [default: 0, or the run's].
         #[arg(long, allow_hyphen_values = true)]
         decode_loss: Option<f64>,
+        /// Weight of the pixel L1 inside --decode-loss; 0 scores the decode by ST-LPIPS alone
+        /// [default: 1, or the run's].
+        #[arg(long, allow_hyphen_values = true)]
+        decode_l1: Option<f64>,
         /// Euler steps of the decode that --decode-loss scores, 1 to 8 [default: 3, or the run's].
         #[arg(long)]
         decode_steps: Option<usize>,
@@ -590,6 +594,7 @@ fn main() -> Result<()> {
             warmup,
             x0_l1,
             decode_loss,
+            decode_l1,
             decode_steps,
             ema,
             checkpoint_every,
@@ -658,6 +663,12 @@ fn main() -> Result<()> {
             )?;
             cfg.x0_l1_weight = x0_l1.unwrap_or(cfg.x0_l1_weight);
             cfg.decode_weight = decode_loss.unwrap_or(cfg.decode_weight);
+            cfg.decode_l1_weight = eps_only(
+                "--decode-l1",
+                decode_l1,
+                "only the epsvae model decodes from noise (--decode-l1 weighs the L1 of --decode-loss)",
+            )?
+            .unwrap_or(cfg.decode_l1_weight);
             if let Some(n) = decode_steps {
                 if !(1..=8).contains(&n) {
                     bail!("--decode-steps {n}: expected 1 to 8 Euler steps");

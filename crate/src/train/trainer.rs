@@ -94,12 +94,18 @@ pub struct TrainConfig {
     /// Weight of a loss on the ε-VAE's actual decode from noise *(choice: the paper has none; 0
     /// is the paper's objective)*: each step also samples x̂ from x₁ = τ·ε over the model's grid
     /// in `decode_steps` Euler steps, the first ones without gradients and the last one with them
-    /// (through decoder and encoder), and adds `decode_weight`·(L1 + `lpips_weight`·ST-LPIPS)
-    /// between x̂ and x0: the VAE's reconstruction terms, on what `epsvae eval` scores. The
+    /// (through decoder and encoder), and adds `decode_weight`·(`decode_l1_weight`·L1 +
+    /// `lpips_weight`·ST-LPIPS) between x̂ and x0: the VAE's reconstruction terms, on what
+    /// `epsvae eval` scores. The
     /// paper's losses see x_t made from the real image; this one sees the states the sampler
     /// itself reaches. τ is the model config's sampling temperature (1 when it has none).
     #[serde(default)]
     pub decode_weight: f64,
+    /// Weight of the pixel L1 inside that loss *(choice: 1, the VAE's; 0 leaves ST-LPIPS alone,
+    /// FlowMo's perceptual-only post-training, which does not pull the decode towards the blurred
+    /// median)*.
+    #[serde(default = "one")]
+    pub decode_l1_weight: f64,
     /// Euler steps of that decode (the card's evaluation: 3).
     #[serde(default = "three")]
     pub decode_steps: usize,
@@ -178,6 +184,7 @@ impl TrainConfig {
             lpips_weight: 0.5,
             x0_l1_weight: 0.0,
             decode_weight: 0.0,
+            decode_l1_weight: 1.0,
             decode_steps: 3,
             adv_weight: 0.5,
             adv_start: 3000,
@@ -515,7 +522,7 @@ impl Trainer {
             let l1 = (decoded.clone() - x0.clone()).abs().mean();
             let lp = self.lpips.forward(decoded, x0.clone()).mean();
             (out.decode_l1, out.decode_lpips) = (scalar(l1.clone().detach()), scalar(lp.clone().detach()));
-            extra.push((l1 + lp * self.cfg.lpips_weight) * self.cfg.decode_weight);
+            extra.push((l1 * self.cfg.decode_l1_weight + lp * self.cfg.lpips_weight) * self.cfg.decode_weight);
         }
 
         // Generator: reconstruction, perceptual and adversarial terms.
