@@ -678,8 +678,8 @@ fn r1_penalty_does_not_grow_with_the_patch_count() {
 /// Quality regression on the shipped files: three 256² crops of test-split photos
 /// (`tests/data/quality`, credits beside them) decoded natively as `epsvae eval` does (3 steps,
 /// seed 0, each file's own temperature). Mean PSNR must stay within 0.3 dB and mean ST-LPIPS
-/// within 5% of the figures measured when the files shipped (f16 2026-12-06, f8 2026-12-07), so a change to the flow,
-/// the model, the weight reader or the weights that breaks decoding fails CI.
+/// within 5% of the figures measured when the files shipped (f16 2026-12-06, f8 2026-12-07), so a
+/// change to the flow, the model, the weight reader or the weights that breaks decoding fails CI.
 /// The figures of `shipped_weights_keep_their_quality_on_three_test_crops` when the files shipped:
 /// [ε-VAE PSNR, ε-VAE ST-LPIPS, VAE PSNR, VAE ST-LPIPS].
 const QUALITY_F16: [f64; 4] = [18.268, 0.1050, 19.662, 0.1546];

@@ -96,9 +96,8 @@ pub struct TrainConfig {
     /// in `decode_steps` Euler steps, the first ones without gradients and the last one with them
     /// (through decoder and encoder), and adds `decode_weight`·(`decode_l1_weight`·L1 +
     /// `lpips_weight`·ST-LPIPS) between x̂ and x0: the VAE's reconstruction terms, on what
-    /// `epsvae eval` scores. The
-    /// paper's losses see x_t made from the real image; this one sees the states the sampler
-    /// itself reaches. τ is the model config's sampling temperature (1 when it has none).
+    /// `epsvae eval` scores. The paper's losses see x_t made from the real image; this one sees
+    /// the states the sampler itself reaches. τ is the model config's sampling temperature (1 when it has none).
     #[serde(default)]
     pub decode_weight: f64,
     /// Weight of the pixel L1 inside that loss *(choice: 1, the VAE's; 0 leaves ST-LPIPS alone,
