@@ -69,3 +69,13 @@ pub fn device(backend: Backend) -> Result<Device, String> {
         Backend::Wgpu => Err("this build has no wgpu backend\n---> HINT: build with the `gpu` feature (on by default)".into()),
     }
 }
+
+/// The devices of data-parallel training (`train --devices N`): N times the backend's one device,
+/// each shard a thread on it (every backend here has one device; see docs/SCALE.md).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn devices(backend: Backend, n: usize) -> Result<Vec<Device>, String> {
+    if !(1..=64).contains(&n) {
+        return Err(format!("--devices {n}: expected 1 to 64"));
+    }
+    Ok(vec![device(backend)?; n])
+}

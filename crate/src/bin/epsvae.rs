@@ -180,10 +180,15 @@ enum Cmd {
         /// [default: none, or the run's].
         #[arg(long, value_parser = parse_rewarm)]
         rewarm: Option<(u64, u64)>,
-        /// flex (burn's CPU backend), or tch (PyTorch's kernels; builds with `--features tch`).
-        /// A run may resume on another backend.
+        /// flex (burn's CPU backend), tch (PyTorch's kernels; builds with `--features tch`) or
+        /// wgpu (a GPU through Vulkan/Metal/DX12). A run may resume on another backend.
         #[arg(long, default_value = "flex")]
         backend: Backend,
+        /// Data-parallel training: each batch splits into N equal shards whose gradients are
+        /// computed at once, each in its own thread, and summed before one optimiser step: the
+        /// same update as one shard. Not with the adversarial term. A run may resume with another N.
+        #[arg(long, default_value_t = 1)]
+        devices: usize,
         /// A new run starts from this weight file's tensors where names match (equal shapes
         /// copied, others' shared leading block), e.g. small-f8 from the shipped small files.
         #[arg(long)]
@@ -213,6 +218,10 @@ enum Cmd {
         /// Timed steps; the median is reported.
         #[arg(long, default_value_t = 8)]
         steps: usize,
+        /// Data-parallel shard counts to compare (`train --devices`), e.g. 1,2; not with
+        /// --adversarial.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        devices: Vec<usize>,
         /// The machine's f32 peak in GFLOP/s (2 Zen 4 cores: 2 × 2.6 GHz × 32 FLOP/cycle ≈ 166).
         #[arg(long, default_value_t = 166.0)]
         peak_gflops: f64,
@@ -604,6 +613,7 @@ fn main() -> Result<()> {
             decay,
             rewarm,
             backend,
+            devices,
             init_from,
         } => {
             // A resumed run keeps the recipe in its train.json; flags given here override it.
@@ -703,8 +713,8 @@ fn main() -> Result<()> {
                 }
                 cfg.init_from = Some(p.display().to_string());
             }
-            let device = backend::device(backend).map_err(anyhow::Error::msg)?;
-            epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, device)?;
+            let devices = backend::devices(backend, devices).map_err(anyhow::Error::msg)?;
+            epsvae::train::trainer::run(&run, cfg, &data, &lpips, max_seconds, devices)?;
         }
         #[cfg(feature = "train")]
         Cmd::BenchTrain {
@@ -716,6 +726,7 @@ fn main() -> Result<()> {
             adversarial,
             warmup,
             steps,
+            devices,
             peak_gflops,
             lpips,
         } => {
@@ -723,29 +734,34 @@ fn main() -> Result<()> {
             if steps == 0 {
                 bail!("--steps 0: expected at least one timed step");
             }
+            if adversarial && devices.iter().any(|&n| n > 1) {
+                bail!("--devices with --adversarial: the adversarial term is not data-parallel");
+            }
             println!(
-                "| backend | model | adversarial | batch × crop | s/step (median) | images/s | GFLOP/s | share of {peak_gflops:.0} GFLOP/s peak |"
+                "| backend | devices | model | adversarial | batch × crop | s/step (median) | images/s | GFLOP/s | share of {peak_gflops:.0} GFLOP/s peak |"
             );
-            println!("|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|");
             for &m in &model {
                 for adv in [false, true] {
                     if adv && !adversarial {
                         continue;
                     }
                     for &b in &backend {
-                        let mut cfg = TrainConfig::new(&preset, m);
-                        cfg.batch = batch;
-                        cfg.crop = crop;
-                        let device = backend::device(b).map_err(anyhow::Error::msg)?;
-                        let r = bench(cfg, &lpips, device, &b.to_string(), adv, warmup, steps)?;
-                        println!(
-                            "| {b} | {m:?} | {} | {batch} × {crop}² | {:.3} | {:.2} | {:.1} | {:.0}% |",
-                            if adv { "on" } else { "off" },
-                            r.median_s(),
-                            r.images_per_s(),
-                            r.gflops(),
-                            100.0 * r.gflops() / peak_gflops
-                        );
+                        for &n in &devices {
+                            let mut cfg = TrainConfig::new(&preset, m);
+                            cfg.batch = batch;
+                            cfg.crop = crop;
+                            let on = backend::devices(b, n).map_err(anyhow::Error::msg)?;
+                            let r = bench(cfg, &lpips, on, &b.to_string(), adv, warmup, steps)?;
+                            println!(
+                                "| {b} | {n} | {m:?} | {} | {batch} × {crop}² | {:.3} | {:.2} | {:.1} | {:.0}% |",
+                                if adv { "on" } else { "off" },
+                                r.median_s(),
+                                r.images_per_s(),
+                                r.gflops(),
+                                100.0 * r.gflops() / peak_gflops
+                            );
+                        }
                     }
                 }
             }

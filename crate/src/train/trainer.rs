@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
@@ -350,6 +350,161 @@ fn scalar(t: Tensor<1>) -> f32 {
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32")[0]
 }
 
+/// What a step's losses need besides the networks.
+struct Setup<'a> {
+    cfg: &'a TrainConfig,
+    model_cfg: &'a ModelConfig,
+    flow: &'a Flow,
+}
+
+/// The networks one shard of a step runs, and their device.
+struct Nets<'a> {
+    generator: &'a Autoencoder,
+    lpips: &'a StLpips,
+    /// The discriminator, when the step has the adversarial term.
+    disc: Option<&'a Discriminator>,
+    inner: &'a Device,
+    ad: &'a Device,
+}
+
+/// What the discriminator's step takes from the generator's: the real crops, the generator's
+/// estimate and the ε-VAE's condition (x_t and its time).
+struct Generated {
+    x0: Tensor<4>,
+    x_hat: Tensor<4>,
+    cond: Option<(Tensor<4>, Tensor<1>)>,
+}
+
+/// One shard's generator loss (to backpropagate) and its logged parts.
+struct ShardLoss {
+    loss: Tensor<1>,
+    losses: StepLosses,
+    generated: Option<Generated>,
+}
+
+impl StepLosses {
+    /// Adds one of `n` equal shards' losses (each a mean over its images) to the batch's mean.
+    fn add_share(&mut self, l: &StepLosses, n: usize) {
+        let w = 1.0 / n as f32;
+        for (a, b) in [
+            (&mut self.recon, l.recon),
+            (&mut self.x0_l1, l.x0_l1),
+            (&mut self.decode_l1, l.decode_l1),
+            (&mut self.decode_lpips, l.decode_lpips),
+            (&mut self.lpips, l.lpips),
+            (&mut self.g_adv, l.g_adv),
+        ] {
+            *a += b * w;
+        }
+    }
+}
+
+/// The generator's loss on shard `k` of `n` of the batch `x0_all` ([B, 3, S, S] host values):
+/// reconstruction, perceptual, the optional terms and (with `nets.disc`) the adversarial term,
+/// scaled by 1 / n. The step's randomness (latent noise, ε, t, the decode's noise) is drawn for
+/// the whole batch from `step_seed` and sliced, so shards see what one unsharded step sees.
+fn shard_loss(setup: &Setup, nets: &Nets, x0_all: &[f32], (k, n): (usize, usize), step_seed: u64) -> ShardLoss {
+    let cfg = setup.cfg;
+    let (b, s) = (cfg.batch, cfg.crop as usize);
+    let (bs, px) = (b / n, 3 * s * s);
+    // Shard k's rows of a batch-major array of `per` values per image.
+    let rows = move |v: &[f32], per: usize| v[k * bs * per..(k + 1) * bs * per].to_vec();
+    let x0 = device_tensor(rows(x0_all, px), [bs, 3, s, s], nets.ad);
+    let z = nets.generator.encode(x0.clone());
+    let zs = z.dims();
+    let per_z = zs[1] * zs[2] * zs[3];
+    let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
+    let u: Vec<f32> = (0..b * per_z)
+        .map(|_| ((2.0 * uniform(&mut rng) - 1.0) * cfg.latent_noise) as f32)
+        .collect();
+    let z = z + device_tensor(rows(&u, per_z), zs, nets.ad);
+    let mut out = StepLosses::default();
+    // The optional terms beyond the paper's objective, each already weighted.
+    let mut extra: Vec<Tensor<1>> = vec![];
+    if cfg.model == ModelKind::Epsvae && cfg.decode_weight > 0.0 {
+        let noise = rows(&flow::gaussian_noise(step_seed ^ 4, b * px), px);
+        let decoded = decode_from_noise(setup, nets, z.clone(), noise);
+        let l1 = (decoded.clone() - x0.clone()).abs().mean();
+        let lp = nets.lpips.forward(decoded, x0.clone()).mean();
+        (out.decode_l1, out.decode_lpips) = (scalar(l1.clone().detach()), scalar(lp.clone().detach()));
+        extra.push((l1 * cfg.decode_l1_weight + lp * cfg.lpips_weight) * cfg.decode_weight);
+    }
+    // Reconstruction, perceptual and adversarial terms.
+    let (recon, x_hat, cond) = match cfg.model {
+        ModelKind::Epsvae => {
+            let eps = device_tensor(
+                rows(&flow::gaussian_noise(step_seed ^ 1, b * px), px),
+                [bs, 3, s, s],
+                nets.ad,
+            );
+            let t = Tensor::<1>::from_data(
+                TensorData::new(rows(&flow::logit_normal_times(step_seed ^ 2, b), 1), [bs]),
+                nets.ad,
+            );
+            let flow = setup.flow;
+            let x_t = flow.noisy(x0.clone(), eps.clone(), t.clone());
+            let v = flow.velocity(nets.generator.decoder(), x_t.clone(), t.clone(), z);
+            let mse = (v.clone() - flow.target(x0.clone(), eps)).powi_scalar(2).mean();
+            let x_hat = flow.x0_hat(x_t.clone(), t.clone(), v);
+            if cfg.x0_l1_weight > 0.0 {
+                let l1 = (x_hat.clone() - x0.clone()).abs().mean();
+                out.x0_l1 = scalar(l1.clone().detach());
+                extra.push(l1 * cfg.x0_l1_weight);
+            }
+            (mse, x_hat, Some((x_t.detach(), t * flow.time_scale)))
+        }
+        ModelKind::Vae => {
+            let x_hat = nets.generator.baseline().forward(z);
+            ((x_hat.clone() - x0.clone()).abs().mean(), x_hat, None)
+        }
+    };
+    let lp = nets.lpips.forward(x_hat.clone(), x0.clone()).mean();
+    let mut loss = recon.clone() + lp.clone() * cfg.lpips_weight;
+    for term in extra {
+        loss = loss + term;
+    }
+    if let Some(disc) = nets.disc {
+        let g_adv = generator_loss(disc.forward(x_hat.clone(), cond.clone()));
+        out.g_adv = scalar(g_adv.clone().detach());
+        loss = loss + g_adv * cfg.adv_weight;
+    }
+    out.recon = scalar(recon.detach());
+    out.lpips = scalar(lp.detach());
+    if n > 1 {
+        loss = loss * (1.0 / n as f64);
+    }
+    ShardLoss {
+        loss,
+        losses: out,
+        generated: Some(Generated { x0, x_hat, cond }),
+    }
+}
+
+/// The ε-VAE's decode of the latent `z` from `noise` (host values, times the temperature), as
+/// `epsvae eval` samples it: the sampler's steps before the last run on a copy of the weights
+/// without gradients, the last one from the state they reach with gradients through `z` and the
+/// decoder. Returns the unclamped x̂0 of the last step, which is the sampler's x₀/γ before its
+/// clamp to [−1, 1].
+fn decode_from_noise(setup: &Setup, nets: &Nets, z: Tensor<4>, noise: Vec<f32>) -> Tensor<4> {
+    let (b, s) = (z.dims()[0], setup.cfg.crop as usize);
+    let steps = setup.cfg.decode_steps;
+    let frozen = nets.generator.valid();
+    let z_frozen = Tensor::<4>::from_data(z.clone().detach().into_data(), nets.inner);
+    let noise = device_tensor(noise, [b, 3, s, s], nets.inner) * setup.model_cfg.flow.temperature();
+    let mut sampler = flow::Sampler::new(setup.flow.clone(), noise.clone(), steps);
+    let (mut x, mut t) = (noise, 1.0);
+    for _ in 1..steps {
+        let frame = sampler
+            .step(frozen.decoder(), &z_frozen)
+            .expect("a step within the grid");
+        (x, t) = (frame.x_next, frame.t_next);
+    }
+    let x = Tensor::<4>::from_data(x.into_data(), nets.ad);
+    let t = Tensor::<1>::full([b], t, nets.ad);
+    let v = setup.flow.velocity(nets.generator.decoder(), x.clone(), t.clone(), z);
+    setup.flow.x0_hat(x, t, v)
+}
+
 /// Everything that changes while training.
 pub struct Trainer {
     pub cfg: TrainConfig,
@@ -365,6 +520,9 @@ pub struct Trainer {
     /// The backend's device, and its autodiff wrapper.
     inner: Device,
     ad: Device,
+    /// Data-parallel training ([`Trainer::set_devices`]): the devices of the shards after the
+    /// first (which runs on `inner`), each with its copy of ST-LPIPS. Empty: no shards.
+    shards: Vec<(Device, StLpips)>,
     paths: Paths,
     /// The checkpoint this process wrote last (removed when it writes the next one).
     written: Option<PathBuf>,
@@ -459,6 +617,7 @@ impl Trainer {
             lpips,
             inner,
             ad,
+            shards: vec![],
             paths,
             written: None,
         })
@@ -499,77 +658,162 @@ impl Trainer {
         self.cfg.lr_at(self.state.step)
     }
 
+    /// Data-parallel training: every batch is split into `devices.len()` equal shards. The first
+    /// shard runs on this trainer's device, each other one in its own thread on its device, with a
+    /// fork of the generator (its own autodiff graph) and its copy of ST-LPIPS. Each shard's loss is
+    /// scaled by 1 / shards, so the shards' gradients, summed on the first device, are the whole
+    /// batch's; one optimiser step follows. Every term is a mean over images and a step's
+    /// randomness is drawn for the whole batch and sliced, so the update is the unsharded step's up
+    /// to the order of float sums (tested). `devices` may repeat one device: shards as threads on
+    /// one CPU backend. Not with the adversarial term, whose discriminator step is not sharded.
+    pub fn set_devices(&mut self, devices: Vec<Device>) -> Result<()> {
+        let n = devices.len();
+        if n == 0 || !self.cfg.batch.is_multiple_of(n) {
+            bail!(
+                "--devices {n}: expected a number of devices that divides the batch of {} (one shard of the batch each)",
+                self.cfg.batch
+            );
+        }
+        if n > 1 && self.cfg.adv_weight > 0.0 && self.cfg.adv_start < self.cfg.steps {
+            bail!(
+                "--devices {n}: the adversarial term (on from step {}) is not data-parallel; give --adv-start past --steps (the f8 recipe trains without it)",
+                self.cfg.adv_start
+            );
+        }
+        if devices[0] != self.inner {
+            bail!("--devices: the first device must be the one the trainer was opened on");
+        }
+        self.shards = devices[1..]
+            .iter()
+            .map(|d| (d.clone(), self.lpips.clone().fork(&d.clone().autodiff())))
+            .collect();
+        Ok(())
+    }
+
+    /// The number of shards each batch is split into (1: none).
+    pub fn shard_count(&self) -> usize {
+        1 + self.shards.len()
+    }
+
+    fn setup(&self) -> Setup<'_> {
+        Setup {
+            cfg: &self.cfg,
+            model_cfg: &self.model_cfg,
+            flow: &self.flow,
+        }
+    }
+
+    /// The seed of every random draw of the next step.
+    fn step_seed(&self) -> u64 {
+        self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.state.step.wrapping_mul(0xD1B5_4A32_D192_ED03)
+    }
+
+    /// The generator's side of the next step on `x0` ([B, 3, S, S] host values): its gradients
+    /// (summed over the shards), its losses, and, unsharded, what the discriminator's step takes.
+    fn generator_pass(&self, x0: &[f32]) -> (GradientsParams, StepLosses, Option<Generated>) {
+        let step_seed = self.step_seed();
+        let adv_on = self.adv_on();
+        let n = self.shard_count();
+        let setup = self.setup();
+        if n == 1 {
+            let nets = Nets {
+                generator: &self.generator,
+                lpips: &self.lpips,
+                disc: adv_on.then_some(&self.disc),
+                inner: &self.inner,
+                ad: &self.ad,
+            };
+            let s = shard_loss(&setup, &nets, x0, (0, 1), step_seed);
+            let grads = GradientsParams::from_grads(s.loss.backward(), &self.generator);
+            return (grads, s.losses, s.generated);
+        }
+        assert!(!adv_on, "set_devices refuses the adversarial term");
+        let setup = &setup;
+        let results: Vec<(GradientsParams, StepLosses)> = std::thread::scope(|scope| {
+            let others: Vec<_> = self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, (inner, lpips))| {
+                    let (inner, lpips) = (inner.clone(), lpips.clone());
+                    let ad = inner.clone().autodiff();
+                    let generator = self.generator.clone().fork(&ad);
+                    let first = self.inner.clone();
+                    scope.spawn(move || {
+                        let nets = Nets {
+                            generator: &generator,
+                            lpips: &lpips,
+                            disc: None,
+                            inner: &inner,
+                            ad: &ad,
+                        };
+                        let s = shard_loss(setup, &nets, x0, (i + 1, n), step_seed);
+                        let grads = GradientsParams::from_grads(s.loss.backward(), &generator);
+                        (grads.to_device(&first, &generator), s.losses)
+                    })
+                })
+                .collect();
+            let nets = Nets {
+                generator: &self.generator,
+                lpips: &self.lpips,
+                disc: None,
+                inner: &self.inner,
+                ad: &self.ad,
+            };
+            let s = shard_loss(setup, &nets, x0, (0, n), step_seed);
+            let mut results = vec![(
+                GradientsParams::from_grads(s.loss.backward(), &self.generator),
+                s.losses,
+            )];
+            results.extend(others.into_iter().map(|h| h.join().expect("a shard's thread panicked")));
+            results
+        });
+        let mut acc = GradientsAccumulator::<Autoencoder>::new();
+        let mut out = StepLosses::default();
+        for (grads, l) in results {
+            acc.accumulate(&self.generator, grads);
+            out.add_share(&l, n);
+        }
+        (acc.grads(), out, None)
+    }
+
+    /// The generator's gradients of the next step on `x0` ([B, 3, S, S] host values), the sum over
+    /// shards that [`Trainer::step`] hands the optimiser, without applying them: one host array
+    /// per parameter, in the model's order (empty for a parameter without a gradient).
+    pub fn generator_gradients(&self, x0: &[f32]) -> Vec<Vec<f32>> {
+        struct Collect<'a> {
+            grads: &'a GradientsParams,
+            out: Vec<Vec<f32>>,
+        }
+        impl burn::module::ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                let g = self
+                    .grads
+                    .get::<D>(p.id)
+                    .map_or(vec![], |g| g.into_data().try_into_vec_as::<f32>().expect("f32"));
+                self.out.push(g);
+            }
+        }
+        let (grads, _, _) = self.generator_pass(x0);
+        let mut c = Collect {
+            grads: &grads,
+            out: vec![],
+        };
+        self.generator.visit(&mut c);
+        c.out
+    }
+
     /// One optimisation step of generator and discriminator on `x0` ([B, 3, S, S] host values).
     pub fn step(&mut self, x0: Vec<f32>) -> StepLosses {
-        let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        let step_seed =
-            self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.state.step.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
-        let x0 = device_tensor(x0, [b, 3, s, s], &self.ad);
+        let step_seed = self.step_seed();
         let adv_on = self.adv_on();
-        let z = self.generator.encode(x0.clone());
-        let zs = z.dims();
-        let u: Vec<f32> = (0..zs.iter().product::<usize>())
-            .map(|_| ((2.0 * uniform(&mut rng) - 1.0) * self.cfg.latent_noise) as f32)
-            .collect();
-        let z = z + device_tensor(u, zs, &self.ad);
-        let mut out = StepLosses::default();
-        // The optional terms beyond the paper's objective, each already weighted.
-        let mut extra: Vec<Tensor<1>> = vec![];
-        if self.cfg.model == ModelKind::Epsvae && self.cfg.decode_weight > 0.0 {
-            let decoded = self.decode_from_noise(z.clone(), step_seed ^ 4);
-            let l1 = (decoded.clone() - x0.clone()).abs().mean();
-            let lp = self.lpips.forward(decoded, x0.clone()).mean();
-            (out.decode_l1, out.decode_lpips) = (scalar(l1.clone().detach()), scalar(lp.clone().detach()));
-            extra.push((l1 * self.cfg.decode_l1_weight + lp * self.cfg.lpips_weight) * self.cfg.decode_weight);
-        }
-
-        // Generator: reconstruction, perceptual and adversarial terms.
-        let (recon, x_hat, cond) = match self.cfg.model {
-            ModelKind::Epsvae => {
-                let eps = device_tensor(
-                    flow::gaussian_noise(step_seed ^ 1, b * 3 * s * s),
-                    [b, 3, s, s],
-                    &self.ad,
-                );
-                let t = Tensor::<1>::from_data(
-                    TensorData::new(flow::logit_normal_times(step_seed ^ 2, b), [b]),
-                    &self.ad,
-                );
-                let x_t = self.flow.noisy(x0.clone(), eps.clone(), t.clone());
-                let v = self.flow.velocity(self.generator.decoder(), x_t.clone(), t.clone(), z);
-                let mse = (v.clone() - self.flow.target(x0.clone(), eps)).powi_scalar(2).mean();
-                let x_hat = self.flow.x0_hat(x_t.clone(), t.clone(), v);
-                if self.cfg.x0_l1_weight > 0.0 {
-                    let l1 = (x_hat.clone() - x0.clone()).abs().mean();
-                    out.x0_l1 = scalar(l1.clone().detach());
-                    extra.push(l1 * self.cfg.x0_l1_weight);
-                }
-                (mse, x_hat, Some((x_t.detach(), t * self.flow.time_scale)))
-            }
-            ModelKind::Vae => {
-                let x_hat = self.generator.baseline().forward(z);
-                ((x_hat.clone() - x0.clone()).abs().mean(), x_hat, None)
-            }
-        };
-        let lp = self.lpips.forward(x_hat.clone(), x0.clone()).mean();
-        let mut loss = recon.clone() + lp.clone() * self.cfg.lpips_weight;
-        for term in extra {
-            loss = loss + term;
-        }
-        if adv_on {
-            let g_adv = generator_loss(self.disc.forward(x_hat.clone(), cond.clone()));
-            out.g_adv = scalar(g_adv.clone().detach());
-            loss = loss + g_adv * self.cfg.adv_weight;
-        }
-        out.recon = scalar(recon.detach());
-        out.lpips = scalar(lp.detach());
+        let (grads, mut out, generated) = self.generator_pass(&x0);
         let lr = self.lr();
-        let grads = GradientsParams::from_grads(loss.backward(), &self.generator);
         self.generator = self.optim_g.step(lr, self.generator.clone(), grads);
 
         // Discriminator: real x0 against the detached estimate, same x_t, plus R1.
-        if adv_on {
+        if let Some(Generated { x0, x_hat, cond }) = generated.filter(|_| adv_on) {
+            let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
             let real = self.disc.forward(x0.clone(), cond.clone());
             let fake = self.disc.forward(x_hat.detach(), cond.clone());
             let sigma = 0.01;
@@ -594,39 +838,23 @@ impl Trainer {
             .min((1.0 + self.state.step as f64) / (10.0 + self.state.step as f64));
         self.ema = ema_update(self.ema.clone(), &params_by_path(&self.generator.valid()), decay);
         self.state.step += 1;
-        self.state.images_seen += b as u64;
+        self.state.images_seen += self.cfg.batch as u64;
         out
-    }
-
-    /// The ε-VAE's decode of the latent `z` from the noise of `seed` (times the temperature), as
-    /// `epsvae eval` samples it: the sampler's steps before the last run on a copy of the weights
-    /// without gradients, the last one from the state they reach with gradients through `z` and
-    /// the decoder. Returns the unclamped x̂0 of the last step, which is the sampler's x₀/γ before
-    /// its clamp to [−1, 1].
-    fn decode_from_noise(&self, z: Tensor<4>, seed: u64) -> Tensor<4> {
-        let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        let frozen = self.generator.valid();
-        let z_frozen = Tensor::<4>::from_data(z.clone().detach().into_data(), &self.inner);
-        let noise = flow::noise_tensor(seed, [b, 3, s, s], &self.inner) * self.model_cfg.flow.temperature();
-        let mut sampler = flow::Sampler::new(self.flow.clone(), noise.clone(), self.cfg.decode_steps);
-        let (mut x, mut t) = (noise, 1.0);
-        for _ in 1..self.cfg.decode_steps {
-            let frame = sampler
-                .step(frozen.decoder(), &z_frozen)
-                .expect("a step within the grid");
-            (x, t) = (frame.x_next, frame.t_next);
-        }
-        let x = Tensor::<4>::from_data(x.into_data(), &self.ad);
-        let t = Tensor::<1>::full([b], t, &self.ad);
-        let v = self.flow.velocity(self.generator.decoder(), x.clone(), t.clone(), z);
-        self.flow.x0_hat(x, t, v)
     }
 
     /// The decode that `decode_weight` scores, of a batch `x0` ([B, 3, S, S] host values)
     /// without latent noise, from the current (not averaged) weights, on the autodiff device.
     pub fn decode_from_noise_of(&self, x0: Vec<f32>, seed: u64) -> Tensor<4> {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        self.decode_from_noise(self.generator.encode(device_tensor(x0, [b, 3, s, s], &self.ad)), seed)
+        let nets = Nets {
+            generator: &self.generator,
+            lpips: &self.lpips,
+            disc: None,
+            inner: &self.inner,
+            ad: &self.ad,
+        };
+        let z = self.generator.encode(device_tensor(x0, [b, 3, s, s], &self.ad));
+        decode_from_noise(&self.setup(), &nets, z, flow::gaussian_noise(seed, b * 3 * s * s))
     }
 
     /// One step on a batch drawn from `corpus`; the crops depend only on (seed, step), so a
@@ -794,7 +1022,7 @@ pub fn run(
     data: &Path,
     lpips_path: &Path,
     max_seconds: Option<u64>,
-    device: Device,
+    devices: Vec<Device>,
 ) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -815,7 +1043,9 @@ pub fn run(
             }
         })
         .collect();
-    let mut tr = Trainer::open(dir, cfg.clone(), lpips_path, device)?;
+    let first = devices.first().context("no device to train on")?.clone();
+    let mut tr = Trainer::open(dir, cfg.clone(), lpips_path, first)?;
+    tr.set_devices(devices)?;
     if let (0, Some(from)) = (tr.state.step, &cfg.init_from) {
         let r = tr.init_from(Path::new(from))?;
         eprintln!(
@@ -824,11 +1054,15 @@ pub fn run(
         );
     }
     eprintln!(
-        "{} train / {} val photos loaded in {:.1} s; resuming at step {}",
+        "{} train / {} val photos loaded in {:.1} s; resuming at step {}{}",
         train.images.len(),
         val.images.len(),
         t_load.elapsed().as_secs_f64(),
-        tr.state.step
+        tr.state.step,
+        match tr.shard_count() {
+            1 => String::new(),
+            n => format!("; each batch in {n} data-parallel shards of {}", cfg.batch / n),
+        }
     );
     let fwd_plain = tr.forward_macs(false);
     let fwd_adv = tr.forward_macs(cfg.adv_weight > 0.0);
@@ -961,7 +1195,7 @@ impl Bench {
 pub fn bench(
     mut cfg: TrainConfig,
     lpips_path: &Path,
-    device: Device,
+    devices: Vec<Device>,
     backend: &str,
     adversarial: bool,
     warmup: usize,
@@ -970,7 +1204,9 @@ pub fn bench(
     cfg.adv_start = if adversarial { 0 } else { u64::MAX };
     let dir = std::env::temp_dir().join(format!("epsvae-bench-{}-{backend}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut tr = Trainer::open(&dir, cfg.clone(), lpips_path, device)?;
+    let first = devices.first().context("no device to train on")?.clone();
+    let mut tr = Trainer::open(&dir, cfg.clone(), lpips_path, first)?;
+    tr.set_devices(devices)?;
     let forward_macs = tr.forward_macs(adversarial);
     let n = cfg.batch * 3 * (cfg.crop as usize).pow(2);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
