@@ -695,6 +695,18 @@ impl Trainer {
         1 + self.shards.len()
     }
 
+    /// This trainer's own networks and device (the first shard's), with the discriminator when
+    /// `with_disc`.
+    fn nets(&self, with_disc: bool) -> Nets<'_> {
+        Nets {
+            generator: &self.generator,
+            lpips: &self.lpips,
+            disc: with_disc.then_some(&self.disc),
+            inner: &self.inner,
+            ad: &self.ad,
+        }
+    }
+
     fn setup(&self) -> Setup<'_> {
         Setup {
             cfg: &self.cfg,
@@ -716,14 +728,7 @@ impl Trainer {
         let n = self.shard_count();
         let setup = self.setup();
         if n == 1 {
-            let nets = Nets {
-                generator: &self.generator,
-                lpips: &self.lpips,
-                disc: adv_on.then_some(&self.disc),
-                inner: &self.inner,
-                ad: &self.ad,
-            };
-            let s = shard_loss(&setup, &nets, x0, (0, 1), step_seed);
+            let s = shard_loss(&setup, &self.nets(adv_on), x0, (0, 1), step_seed);
             let grads = GradientsParams::from_grads(s.loss.backward(), &self.generator);
             return (grads, s.losses, s.generated);
         }
@@ -753,14 +758,7 @@ impl Trainer {
                     })
                 })
                 .collect();
-            let nets = Nets {
-                generator: &self.generator,
-                lpips: &self.lpips,
-                disc: None,
-                inner: &self.inner,
-                ad: &self.ad,
-            };
-            let s = shard_loss(setup, &nets, x0, (0, n), step_seed);
+            let s = shard_loss(setup, &self.nets(false), x0, (0, n), step_seed);
             let mut results = vec![(
                 GradientsParams::from_grads(s.loss.backward(), &self.generator),
                 s.losses,
@@ -846,15 +844,13 @@ impl Trainer {
     /// without latent noise, from the current (not averaged) weights, on the autodiff device.
     pub fn decode_from_noise_of(&self, x0: Vec<f32>, seed: u64) -> Tensor<4> {
         let (b, s) = (self.cfg.batch, self.cfg.crop as usize);
-        let nets = Nets {
-            generator: &self.generator,
-            lpips: &self.lpips,
-            disc: None,
-            inner: &self.inner,
-            ad: &self.ad,
-        };
         let z = self.generator.encode(device_tensor(x0, [b, 3, s, s], &self.ad));
-        decode_from_noise(&self.setup(), &nets, z, flow::gaussian_noise(seed, b * 3 * s * s))
+        decode_from_noise(
+            &self.setup(),
+            &self.nets(false),
+            z,
+            flow::gaussian_noise(seed, b * 3 * s * s),
+        )
     }
 
     /// One step on a batch drawn from `corpus`; the crops depend only on (seed, step), so a
