@@ -401,6 +401,7 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
         original: document.getElementById("c-input").dataset.placeholder || "",
         vae: document.getElementById("c-vae").dataset.placeholder || "",
         velocity: document.getElementById("velocity").textContent,
+        notch: document.getElementById("notch").textContent,
         metrics: document.querySelector("#metrics tbody").textContent,
       };
     });
@@ -409,6 +410,8 @@ test("a shared link reproduces the image in a fresh browser and is short", { tim
     assert.match(look.original, /not in the link/);
     assert.match(look.vae, /does not carry/);
     assert.match(look.velocity, /c_?skip.*c_?out|cskip.*cout/);
+    // The f8 file's output notch (flow.output_notch = 4) is stated where x̂0 is.
+    assert.match(look.notch, /9-tap notch 1 − sin8\(ω\/2\)/);
     assert.match(look.metrics, /a link does not carry the original/);
     // A person's own image after the link gets its metrics again.
     await decodeFile(p2, square);

@@ -633,7 +633,7 @@ fn security_catalogue_command_line() {
         notes.to_str().unwrap(),
         cut.to_str().unwrap(),
     );
-    let cases: [(&str, Vec<&str>); 9] = [
+    let cases: [(&str, Vec<&str>); 10] = [
         ("C1", vec!["reconstruct", s, out, "--size", "0x10"]),
         ("C2", vec!["reconstruct", s, out, "--steps", "0", "--weights", w]),
         ("C3", vec!["reconstruct", s, out, "--temperature=-1", "--weights", w]),
@@ -646,6 +646,10 @@ fn security_catalogue_command_line() {
         ("C7", vec!["reconstruct", "/nonexistent.png", out, "--weights", w]),
         ("C8", vec!["inspect", w, "--size", "102"]),
         ("C9", vec!["serve", "/nonexistent-folder", "--port", "0"]),
+        (
+            "C10",
+            vec!["reconstruct", s, out, "--output-notch", "9", "--weights", w],
+        ),
     ];
     let mut got = std::collections::BTreeMap::new();
     for (id, args) in cases {

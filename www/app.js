@@ -284,6 +284,12 @@ function onProgress(m) {
     state.precondition = m.header.precondition;
     $("gamma").textContent = String(m.header.gamma);
     showVelocityFormula(null);
+    // The file's output notch (flow.output_notch = m): x̂0 and the image pass a (2m + 1)-tap filter
+    // with response 1 − sin^(2m)(ω/2) along x and y, zero at a 2-pixel period.
+    const m2 = m.header.output_notch;
+    $("notch").innerHTML = m2 > 0
+      ? `, then along x and y the ${2 * m2 + 1}-tap notch 1 − sin<sup>${2 * m2}</sup>(ω/2) (no 2-pixel grain; also the image)`
+      : "";
     if (typeof m.header.temperature === "number" && m.header.temperature !== state.temperature) {
       state.temperature = m.header.temperature;
       $("temperature").value = String(m.header.temperature);

@@ -123,6 +123,12 @@ pub struct FlowConfig {
     /// image nearer the decoder's average, trading invented detail for fidelity. Absent (older
     /// files) means 1, the paper's sampler.
     pub temperature: Option<f64>,
+    /// m of a fixed notch on the decoded image, [`crate::model::blocks::nyquist_notch_order`]
+    /// (2m + 1 taps along x and along y; response 1 − sin^(2m)(ω/2)) *(choice)*: the ε-decoder's
+    /// pixel-shuffle output phases disagree where it invents texture, and the notch removes the
+    /// 2-pixel grain that leaves, which is error, not detail. Applied to each step's x̂0 and to the
+    /// final image, not to the sampler's state. Absent (older files) or 0 means off; at most 8.
+    pub output_notch: Option<usize>,
 }
 
 /// The paper's reversed-log grid base n.
@@ -149,6 +155,22 @@ impl FlowConfig {
 /// 1 is the paper's sampler).
 pub fn is_temperature(tau: f64) -> bool {
     (0.0..=2.0).contains(&tau)
+}
+
+/// Whether `v`, written as the header writes it and read back as the header is read, is `v` again.
+fn survives_json(v: f64) -> bool {
+    serde_json::to_string(&v)
+        .ok()
+        .and_then(|s| serde_json::from_str::<f64>(&s).ok())
+        .is_some_and(|w| w.to_bits() == v.to_bits())
+}
+
+/// Why an output notch order is not allowed (None when it is): 0 (off) to
+/// [`crate::model::blocks::MAX_NOTCH_ORDER`].
+pub fn output_notch_error(m: Option<usize>) -> Option<String> {
+    let max = crate::model::blocks::MAX_NOTCH_ORDER;
+    m.filter(|m| *m > max)
+        .map(|m| format!("{m}: expected 0 (off) to {max}, the notch's half-width m (2m + 1 taps)"))
 }
 
 /// What is wrong with a temperature, if anything: "τ: expected …", for the caller to prefix with
@@ -456,6 +478,27 @@ impl ModelConfig {
         }
         if let Some(e) = temperature_error(self.flow.temperature) {
             return Err(format!("flow.temperature = {e}"));
+        }
+        if let Some(e) = output_notch_error(self.flow.output_notch) {
+            return Err(format!("flow.output_notch = {e}"));
+        }
+        // serde_json's default float reader is not correctly rounded: a decimal of 17 significant
+        // digits can come back one unit in the last place off, so a header holding one would change
+        // each time a file is re-written (found by fuzzing the config). Such values are refused.
+        let f = &self.flow;
+        for (name, v) in [
+            ("gamma", Some(f.gamma)),
+            ("sigma_data", Some(f.sigma_data)),
+            ("time_scale", Some(f.time_scale)),
+            ("grid_base", f.grid_base),
+            ("temperature", f.temperature),
+        ] {
+            if let Some(v) = v.filter(|v| !survives_json(*v)) {
+                return Err(format!(
+                    "flow.{name} = {v} does not read back as the same number from the header's JSON; \
+                     give it with at most 15 significant digits"
+                ));
+            }
         }
         if !(2..=8).contains(&self.latent.link_bits) {
             return Err(format!(

@@ -20,6 +20,8 @@ pub struct Flow {
     pub precondition: bool,
     /// n of the reversed-log sampling grid (see [`FlowConfig::grid_base`]).
     pub grid_base: f64,
+    /// m of the notch on x̂0 and the image, 0 = off (see [`FlowConfig::output_notch`]).
+    pub output_notch: usize,
 }
 
 impl Flow {
@@ -30,6 +32,7 @@ impl Flow {
             time_scale: cfg.time_scale,
             precondition: cfg.precondition == Some(true),
             grid_base: cfg.grid_base(),
+            output_notch: cfg.output_notch.unwrap_or(0),
         }
     }
 
@@ -83,6 +86,16 @@ impl Flow {
         let c_skip = cov.clone() / s2.clone();
         let c_out = (cov.powi_scalar(2).neg() / s2 + (1.0 + g2)).clamp_min(0.0).sqrt();
         x_t * per_sample(c_skip) + g * per_sample(c_out)
+    }
+
+    /// An image (x̂0 or the decode) through the output notch of order [`Flow::output_notch`];
+    /// unchanged when it is 0.
+    pub fn notch(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.output_notch == 0 {
+            x
+        } else {
+            crate::model::blocks::nyquist_notch_order(x, self.output_notch)
+        }
     }
 
     /// The one-step estimate of the clean image x̂0 = (x_t − t·v̂) / γ, with t: [B].
@@ -187,7 +200,7 @@ impl Sampler {
         let b = self.x.dims()[0];
         let tt = Tensor::<1>::full([b], t, &self.x.device());
         let v = self.flow.velocity(decoder, self.x.clone(), tt.clone(), z.clone());
-        let x0_hat = self.flow.x0_hat(self.x.clone(), tt, v.clone());
+        let x0_hat = self.flow.notch(self.flow.x0_hat(self.x.clone(), tt, v.clone()));
         let x_next = euler_step(self.x.clone(), t, t_next, v);
         let frame = Frame {
             index: self.index,
@@ -202,9 +215,10 @@ impl Sampler {
         Some(frame)
     }
 
-    /// The decoded image x_0 / γ, clamped to [-1, 1]. Meaningful once [`Sampler::is_done`].
+    /// The decoded image x_0 / γ through the flow's output notch, clamped to [-1, 1]. Meaningful
+    /// once [`Sampler::is_done`]; then it equals the last frame's x̂0, clamped.
     pub fn image(&self) -> Tensor<4> {
-        (self.x.clone() / self.flow.gamma).clamp(-1.0, 1.0)
+        self.flow.notch(self.x.clone() / self.flow.gamma).clamp(-1.0, 1.0)
     }
 }
 

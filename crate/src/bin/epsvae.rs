@@ -72,6 +72,10 @@ enum Cmd {
         /// paper's sampler; lower gives less invented detail and a result nearer the average.
         #[arg(long)]
         temperature: Option<f64>,
+        /// m of the notch on the decoded image (0 = off, up to 8: 2m + 1 taps, no 2-pixel grain),
+        /// instead of the weight file's.
+        #[arg(long)]
+        output_notch: Option<usize>,
     },
     /// Print a weight file's config, parameter counts, cost per step, storage, size and SHA-256.
     Inspect {
@@ -95,6 +99,10 @@ enum Cmd {
         /// off in the output; without it the input's setting is kept.
         #[arg(long)]
         anti_alias: Option<bool>,
+        /// Write this ε-decoder output notch m into the output's header (0 = off, up to 8; see
+        /// `flow.output_notch`); without it the input's is kept.
+        #[arg(long)]
+        output_notch: Option<usize>,
     },
     /// Train the ε-VAE or its VAE baseline on the corpus (resumes the run folder's checkpoint).
     #[cfg(feature = "train")]
@@ -261,6 +269,10 @@ enum Cmd {
         /// sampler) instead of the weight file's.
         #[arg(long, value_delimiter = ',')]
         temperature: Vec<f64>,
+        /// Decode ε-VAE with each output notch m (comma-separated; 0 = off, up to 8) instead of
+        /// the weight file's.
+        #[arg(long, value_delimiter = ',')]
+        output_notch: Vec<usize>,
         /// flex (burn's CPU backend) or tch (PyTorch's kernels, about 3× faster here; builds with
         /// `--features tch`).
         #[arg(long, default_value = "flex")]
@@ -368,6 +380,7 @@ fn main() -> Result<()> {
             baseline_weights,
             grid_base,
             temperature,
+            output_notch,
         } => {
             if !(1..=100).contains(&steps) {
                 bail!("--steps {steps}: expected 1..=100 (the paper uses 1–3)");
@@ -378,6 +391,9 @@ fn main() -> Result<()> {
             if let Some(e) = epsvae::config::temperature_error(temperature) {
                 bail!("--temperature {e}");
             }
+            if let Some(e) = epsvae::config::output_notch_error(output_notch) {
+                bail!("--output-notch {e}");
+            }
             let t0 = Instant::now();
             let device = backend::device(backend).map_err(anyhow::Error::msg)?;
             eprintln!("device ({backend}): {}", ms(t0));
@@ -387,6 +403,9 @@ fn main() -> Result<()> {
             }
             if temperature.is_some() {
                 header.config.flow.temperature = temperature;
+            }
+            if output_notch.is_some() {
+                header.config.flow.output_notch = output_notch;
             }
             let cfg = &header.config;
             if header.provenance.origin != "trained" {
@@ -547,9 +566,13 @@ fn main() -> Result<()> {
             to,
             temperature,
             anti_alias,
+            output_notch,
         } => {
             if let Some(e) = epsvae::config::temperature_error(temperature) {
                 bail!("--temperature {e}");
+            }
+            if let Some(e) = epsvae::config::output_notch_error(output_notch) {
+                bail!("--output-notch {e}");
             }
             let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let (mut header, tensors) =
@@ -559,6 +582,9 @@ fn main() -> Result<()> {
             }
             if anti_alias.is_some() {
                 header.config.baseline.anti_alias = anti_alias;
+            }
+            if output_notch.is_some() {
+                header.config.flow.output_notch = output_notch;
             }
             if header.storage != Storage::F32 && !(header.storage == Storage::Int8 && to == Storage::Int8) {
                 eprintln!(
@@ -778,6 +804,7 @@ fn main() -> Result<()> {
             json,
             grid_base,
             temperature,
+            output_notch,
             backend,
         } => {
             use epsvae::train::eval;
@@ -797,6 +824,7 @@ fn main() -> Result<()> {
                 seeds,
                 &grid_base,
                 &temperature,
+                &output_notch,
                 &lpips,
                 device,
             )?;

@@ -209,19 +209,51 @@ pub fn pixel_shuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
 
 /// The separable 5-tap filter [−1, 4, 10, 4, −1]/16 along x, then along y, with mirrored borders:
 /// response 1 at constant, 0.75 at a 4-pixel period and exactly 0 at a 2-pixel period (along x,
-/// along y and diagonally), so nothing after it can draw a pixel-shuffle grid. Sides ≥ 3.
+/// along y and diagonally), so nothing after it can draw a pixel-shuffle grid. Sides ≥ 3. It is
+/// [`nyquist_notch_order`] with m = 2.
 pub fn nyquist_notch(x: Tensor<4>) -> Tensor<4> {
-    const K: [f32; 5] = [-1.0 / 16.0, 4.0 / 16.0, 10.0 / 16.0, 4.0 / 16.0, -1.0 / 16.0];
+    nyquist_notch_order(x, 2)
+}
+
+/// The largest m [`nyquist_notch_order`] takes (17 taps).
+pub const MAX_NOTCH_ORDER: usize = 8;
+
+/// The taps of the order-m notch: δ − (−1)^m·(1 − z)^(2m)/4^m centred, whose response is
+/// H(ω) = 1 − sin^(2m)(ω/2): 1 at constant, exactly 0 at a 2-pixel period, 1 − 2^(−m) at a
+/// 4-pixel period; the larger m, the narrower the band around the 2-pixel period it removes.
+/// m = 1 is the blur [1, 2, 1]/4, m = 2 is [−1, 4, 10, 4, −1]/16.
+pub fn notch_taps(m: usize) -> Vec<f64> {
+    let n = 2 * m;
+    let sign = if m.is_multiple_of(2) { -1.0 } else { 1.0 };
+    let mut binom = 1.0f64; // C(n, k)
+    let mut taps: Vec<f64> = (0..=n)
+        .map(|k| {
+            let c = if k.is_multiple_of(2) { binom } else { -binom };
+            binom = binom * (n - k) as f64 / (k + 1) as f64;
+            sign * c / 4f64.powi(m as i32)
+        })
+        .collect();
+    taps[m] += 1.0;
+    taps
+}
+
+/// [`notch_taps`]`(m)` along x, then along y, with mirrored borders (sides > m; m ≥ 1).
+pub fn nyquist_notch_order(x: Tensor<4>, m: usize) -> Tensor<4> {
+    let taps: Vec<f32> = notch_taps(m).into_iter().map(|t| t as f32).collect();
     let [b, c, h, w] = x.dims();
-    macs::add((2 * 5 * b * c * h * w) as u64);
+    macs::add((2 * taps.len() * b * c * h * w) as u64);
     let pass = |x: Tensor<4>, dim: usize| {
         let n = x.dims()[dim];
         let at = |i: usize| x.clone().narrow(dim, i, 1);
-        let padded = Tensor::cat(vec![at(2), at(1), x.clone(), at(n - 2), at(n - 3)], dim);
-        (0..5)
-            .map(|i| padded.clone().narrow(dim, i, n) * K[i])
+        let mut parts: Vec<Tensor<4>> = (1..=m).rev().map(at).collect();
+        parts.push(x.clone());
+        parts.extend((1..=m).map(|i| at(n - 1 - i)));
+        let padded = Tensor::cat(parts, dim);
+        taps.iter()
+            .enumerate()
+            .map(|(i, &k)| padded.clone().narrow(dim, i, n) * k)
             .reduce(|a, b| a + b)
-            .expect("five taps")
+            .expect("at least three taps")
     };
     pass(pass(x, 3), 2)
 }

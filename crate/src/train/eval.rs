@@ -21,6 +21,8 @@ pub struct Row {
     pub grid_base: Option<f64>,
     /// Temperature of the starting noise (none for the VAE).
     pub temperature: Option<f64>,
+    /// m of the output notch ε-VAE decoded with, 0 = off (none for the VAE).
+    pub output_notch: Option<usize>,
     pub psnr: f64,
     pub ssim: f64,
     pub st_lpips: f64,
@@ -50,8 +52,9 @@ pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 }
 
 /// Evaluates on every image of `dir`, centre-cropped to `size`². ε-VAE samples on the reversed-log
-/// grid of each base in `grid_bases` from noise of each temperature in `temperatures`, or with its
-/// weight file's grid and temperature where those are empty. Runs on
+/// grid of each base in `grid_bases` from noise of each temperature in `temperatures`, through each
+/// output notch in `notches`, or with its weight file's grid, temperature and notch where those are
+/// empty. Runs on
 /// `device` (flex, or libtorch with the `tch` feature: the same numbers to float rounding, faster).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
@@ -63,6 +66,7 @@ pub fn evaluate(
     seeds: usize,
     grid_bases: &[f64],
     temperatures: &[f64],
+    notches: &[usize],
     lpips_path: &Path,
     device: Device,
 ) -> Result<Vec<Row>> {
@@ -74,6 +78,9 @@ pub fn evaluate(
         .find_map(|t| crate::config::temperature_error(Some(*t)))
     {
         bail!("temperature {e}");
+    }
+    if let Some(e) = notches.iter().find_map(|m| crate::config::output_notch_error(Some(*m))) {
+        bail!("output notch {e}");
     }
     let lpips = StLpips::load(lpips_path, &device)?;
     let images: Vec<Planar> = image_files(dir)?
@@ -95,17 +102,18 @@ pub fn evaluate(
     let mut rows = Vec::new();
     let mut push = |name: String,
                     steps: Option<usize>,
-                    flow: Option<(f64, f64)>,
+                    flow: Option<(f64, f64, usize)>,
                     sums: [f64; 3],
                     n: usize,
                     seeds: usize,
                     seed_mean: bool| {
-        let (grid_base, temperature) = (flow.map(|f| f.0), flow.map(|f| f.1));
+        let (grid_base, temperature, output_notch) = (flow.map(|f| f.0), flow.map(|f| f.1), flow.map(|f| f.2));
         rows.push(Row {
             decoder: name,
             steps,
             grid_base,
             temperature,
+            output_notch,
             psnr: sums[0] / n as f64,
             ssim: sums[1] / n as f64,
             st_lpips: sums[2] / n as f64,
@@ -153,10 +161,22 @@ pub fn evaluate(
     } else {
         temperatures.to_vec()
     };
-    for (&base, &tau) in bases.iter().flat_map(|b| temps.iter().map(move |t| (b, t))) {
+    let notches = if notches.is_empty() {
+        vec![h.config.flow.output_notch.unwrap_or(0)]
+    } else {
+        notches.to_vec()
+    };
+    let mut settings = Vec::new();
+    for &b in &bases {
+        for &t in &temps {
+            settings.extend(notches.iter().map(|&m| (b, t, m)));
+        }
+    }
+    for (base, tau, notch) in settings {
         let mut cfg = h.config.clone();
         cfg.flow.grid_base = Some(base);
         cfg.flow.temperature = Some(tau);
+        cfg.flow.output_notch = Some(notch);
         for &n in steps {
             let (mut s, mut sm) = ([0.0; 3], [0.0; 3]);
             for (img, lat) in images.iter().zip(&latents) {
@@ -185,11 +205,19 @@ pub fn evaluate(
             } else {
                 String::new()
             };
-            let name = format!("ε-VAE {n} step{}{grid}{temp}", if n == 1 { "" } else { "s" });
+            let notch_name = if notches.len() > 1 {
+                format!(", notch m = {notch}")
+            } else {
+                String::new()
+            };
+            let name = format!(
+                "ε-VAE {n} step{}{grid}{temp}{notch_name}",
+                if n == 1 { "" } else { "s" }
+            );
             push(
                 name.clone(),
                 Some(n),
-                Some((base, tau)),
+                Some((base, tau, notch)),
                 s,
                 images.len() * seeds,
                 seeds,
@@ -199,7 +227,7 @@ pub fn evaluate(
                 push(
                     format!("{name}, mean image of {seeds} seeds"),
                     Some(n),
-                    Some((base, tau)),
+                    Some((base, tau, notch)),
                     sm,
                     images.len(),
                     seeds,
