@@ -149,6 +149,11 @@ impl FlowConfig {
     pub fn temperature(&self) -> f64 {
         self.temperature.unwrap_or(1.0)
     }
+
+    /// The output notch's m: the file's, or 0 (off).
+    pub fn output_notch(&self) -> usize {
+        self.output_notch.unwrap_or(0)
+    }
 }
 
 /// Whether `tau` can be a sampling temperature: finite, in [0, 2] (0 starts from zero noise,

@@ -32,7 +32,7 @@ impl Flow {
             time_scale: cfg.time_scale,
             precondition: cfg.precondition == Some(true),
             grid_base: cfg.grid_base(),
-            output_notch: cfg.output_notch.unwrap_or(0),
+            output_notch: cfg.output_notch(),
         }
     }
 

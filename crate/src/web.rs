@@ -146,7 +146,7 @@ impl Session {
                         "gamma": h.config.flow.gamma, "temperature": h.config.flow.temperature(),
                         "sigma_data": h.config.flow.sigma_data,
                         "precondition": h.config.flow.precondition == Some(true),
-                        "output_notch": h.config.flow.output_notch.unwrap_or(0),
+                        "output_notch": h.config.flow.output_notch(),
                     }));
                 }
                 Event::PartComplete(p) => {

@@ -162,7 +162,7 @@ pub fn evaluate(
         temperatures.to_vec()
     };
     let notches = if notches.is_empty() {
-        vec![h.config.flow.output_notch.unwrap_or(0)]
+        vec![h.config.flow.output_notch()]
     } else {
         notches.to_vec()
     };
