@@ -98,9 +98,10 @@ impl Flow {
         }
     }
 
-    /// The one-step estimate of the clean image x̂0 = (x_t − t·v̂) / γ, with t: [B].
+    /// The one-step estimate of the clean image x̂0 = (x_t − t·v̂) / γ, with t: [B], through the
+    /// output notch ([`Flow::notch`]): every x̂0 the sampler shows and the trainer scores is this one.
     pub fn x0_hat(&self, x_t: Tensor<4>, t: Tensor<1>, v: Tensor<4>) -> Tensor<4> {
-        (x_t - v * per_sample(t)) / self.gamma
+        self.notch((x_t - v * per_sample(t)) / self.gamma)
     }
 }
 
@@ -200,7 +201,7 @@ impl Sampler {
         let b = self.x.dims()[0];
         let tt = Tensor::<1>::full([b], t, &self.x.device());
         let v = self.flow.velocity(decoder, self.x.clone(), tt.clone(), z.clone());
-        let x0_hat = self.flow.notch(self.flow.x0_hat(self.x.clone(), tt, v.clone()));
+        let x0_hat = self.flow.x0_hat(self.x.clone(), tt, v.clone());
         let x_next = euler_step(self.x.clone(), t, t_next, v);
         let frame = Frame {
             index: self.index,

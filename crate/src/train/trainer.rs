@@ -445,7 +445,7 @@ fn shard_loss(setup: &Setup, nets: &Nets, x0_all: &[f32], (k, n): (usize, usize)
             let x_t = flow.noisy(x0.clone(), eps.clone(), t.clone());
             let v = flow.velocity(nets.generator.decoder(), x_t.clone(), t.clone(), z);
             let mse = (v.clone() - flow.target(x0.clone(), eps)).powi_scalar(2).mean();
-            let x_hat = flow.notch(flow.x0_hat(x_t.clone(), t.clone(), v));
+            let x_hat = flow.x0_hat(x_t.clone(), t.clone(), v);
             if cfg.x0_l1_weight > 0.0 {
                 let l1 = (x_hat.clone() - x0.clone()).abs().mean();
                 out.x0_l1 = scalar(l1.clone().detach());
@@ -502,7 +502,7 @@ fn decode_from_noise(setup: &Setup, nets: &Nets, z: Tensor<4>, noise: Vec<f32>) 
     let x = Tensor::<4>::from_data(x.into_data(), nets.ad);
     let t = Tensor::<1>::full([b], t, nets.ad);
     let v = setup.flow.velocity(nets.generator.decoder(), x.clone(), t.clone(), z);
-    setup.flow.notch(setup.flow.x0_hat(x, t, v))
+    setup.flow.x0_hat(x, t, v)
 }
 
 /// Everything that changes while training.
